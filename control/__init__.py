@@ -1,0 +1,1 @@
+"""The control silo: users, global organization slugs and mappings."""

@@ -1,0 +1,20 @@
+"""The control silo's settings, built once from flags and environment in ``control.cli``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.config import RpcSettings
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    #: SQLAlchemy URL of the control database.
+    db_url: str
+    rpc: RpcSettings
+    #: Region name to ``host:port``, for callbacks.
+    region_addresses: dict[str, str] = field(default_factory=dict)
+    #: Migrate the database on start.
+    migrate: bool = True
+    #: Seconds to wait for the database on start.
+    db_wait_s: float = 30.0

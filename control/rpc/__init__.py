@@ -1,0 +1,1 @@
+"""Control's gRPC side: its servicer and its clients for the regions."""

@@ -1,0 +1,56 @@
+"""ControlService: protobuf in, domain call, protobuf out. No business logic here."""
+
+from __future__ import annotations
+
+import grpc
+
+from control import ping
+from control.errors import ControlError, UnknownRegion
+from control.ports import RegionPort
+from shared.ping import hops_from_proto, hops_to_proto
+from shared.rpc.errors import ErrorTable, translate_errors, unimplemented
+from shared.rpc.v1 import common_pb2, control_pb2, control_pb2_grpc
+
+#: The one table from control's domain errors to status codes.
+ERRORS: ErrorTable = {
+    UnknownRegion: grpc.StatusCode.FAILED_PRECONDITION,
+    ControlError: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class ControlServicer(control_pb2_grpc.ControlServiceServicer):
+    def __init__(self, *, regions: RegionPort) -> None:
+        self._regions = regions
+
+    @translate_errors(ERRORS)
+    def Ping(self, request: common_pb2.PingRequest, context: grpc.ServicerContext) -> common_pb2.PingResponse:
+        path = ping.ping(
+            hops_from_proto(request.path),
+            request.bounces,
+            origin_region=request.origin_region,
+            regions=self._regions,
+        )
+        return common_pb2.PingResponse(path=hops_to_proto(path))
+
+    def ImportModelBatch(
+        self, request: control_pb2.ImportModelBatchRequest, context: grpc.ServicerContext
+    ) -> control_pb2.ImportModelBatchResponse:
+        unimplemented(context, "ImportModelBatch")
+
+    def BulkReserveOrganizationSlugs(
+        self, request: control_pb2.BulkReserveOrganizationSlugsRequest, context: grpc.ServicerContext
+    ) -> control_pb2.BulkReserveOrganizationSlugsResponse:
+        unimplemented(context, "BulkReserveOrganizationSlugs")
+
+    def UpsertOrganizationMapping(
+        self, request: control_pb2.UpsertOrganizationMappingRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UpsertOrganizationMappingResponse:
+        unimplemented(context, "UpsertOrganizationMapping")
+
+    def DrainOutbox(
+        self, request: common_pb2.DrainOutboxRequest, context: grpc.ServicerContext
+    ) -> common_pb2.DrainOutboxResponse:
+        unimplemented(context, "DrainOutbox")
+
+    def register(self, server: grpc.Server) -> None:
+        control_pb2_grpc.add_ControlServiceServicer_to_server(self, server)

@@ -1,0 +1,1 @@
+"""The region silo: organizations and what hangs off them; the import engine runs here."""

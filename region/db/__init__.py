@@ -1,0 +1,1 @@
+"""The region database: models, migrations, sessions."""

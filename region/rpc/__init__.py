@@ -1,0 +1,1 @@
+"""The region's gRPC side: its servicer and its client for control."""

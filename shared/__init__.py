@@ -1,0 +1,1 @@
+"""Code both silos use: configuration parsing, the wire contract, RPC plumbing, database helpers."""

@@ -1,0 +1,1 @@
+"""Database helpers both silos use: engines, naming conventions, migrations."""
