@@ -9,11 +9,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.config import ControlSettings
+from control.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
 from control.db.schema import MIGRATIONS, claim_database
 from control.rpc.region_client import GrpcRegionClients
 from control.rpc.servicer import ControlServicer
 from shared import service
 from shared.db.engine import make_engine
+from shared.db.relocation_writer import BatchWriter
 
 
 @dataclass
@@ -46,5 +48,7 @@ def bootstrap(settings: ControlSettings) -> ControlApp:
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         regions=regions,
-        servicer=ControlServicer(regions=regions),
+        servicer=ControlServicer(
+            regions=regions, writer=BatchWriter(engine, RELOCATION_TABLES, IMPORT_CHUNKS)
+        ),
     )

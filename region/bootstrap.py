@@ -3,17 +3,29 @@ a method is called."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TextIO
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from region.config import RegionSettings
+from region.db.ledger import SqlImportLedger
+from region.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
 from region.db.schema import MIGRATIONS, claim_database
-from region.rpc.control_client import GrpcControlClient
+from region.errors import ControlNotConfigured
+from region.importer.engine import ImportEngine
+from region.importer.options import ImportOptions
+from region.importer.ports import Progress
+from region.rpc.control_client import ControlBatchWriter, GrpcControlClient
 from region.rpc.servicer import RegionServicer
 from shared import service
 from shared.db.engine import make_engine
+from shared.db.relocation_writer import BatchWriter
+from shared.relocation.findings import FindingsLog
+from shared.relocation.spec import Silo
 
 
 @dataclass
@@ -31,6 +43,31 @@ class RegionApp:
             migrate=self.settings.migrate,
             wait_s=self.settings.db_wait_s,
             check=lambda engine: claim_database(engine, self.settings.name),
+        )
+
+    def import_engine(
+        self,
+        options: ImportOptions,
+        *,
+        open_source: Callable[[], AbstractContextManager[TextIO]],
+        source_name: str,
+        progress: Progress,
+        findings: FindingsLog,
+    ) -> ImportEngine:
+        """The import engine, writing region models here and control models through control."""
+        if self.control is None:
+            raise ControlNotConfigured("an import needs the control silo: give --control-address")
+        return ImportEngine(
+            options,
+            open_source=open_source,
+            source_name=source_name,
+            writers={
+                Silo.REGION: BatchWriter(self.engine, RELOCATION_TABLES, IMPORT_CHUNKS),
+                Silo.CONTROL: ControlBatchWriter(self.control),
+            },
+            ledger=SqlImportLedger(self.sessions),
+            progress=progress,
+            findings=findings,
         )
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ def _database_url(args: argparse.Namespace) -> str:
     )
 
 
-def _add_database_arguments(parser: argparse.ArgumentParser) -> None:
+def add_region_database_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name",
         default=env_default("SILOPORT_REGION_NAME", "local"),
@@ -93,7 +93,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Serve the region's gRPC service (and the standard health service). "
         "Health turns SERVING once the database is reachable and migrated.",
     )
-    _add_database_arguments(serve)
+    add_region_database_arguments(serve)
     serve.add_argument(
         "--control-address", metavar="HOST:PORT", help="the control silo (env SILOPORT_CONTROL_ADDRESS)"
     )
@@ -101,7 +101,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="bring the region database's schema up to date")
-    _add_database_arguments(migrate)
+    add_region_database_arguments(migrate)
     migrate.add_argument("--revision", default="head", help="target revision (default %(default)s)")
     migrate.set_defaults(func=_migrate)
 

@@ -132,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except SharedError as exc:
         print(f"siloport: error: {exc}", file=sys.stderr)
-        return 2
+        code: int = getattr(exc, "exit_code", 2)
+        return code
     except KeyboardInterrupt:
         print("siloport: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,8 @@ from sqlalchemy import CheckConstraint, DateTime, MetaData, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.engine import NAMING_CONVENTION
+from shared.db.relocation_tables import import_chunk_table, relocation_tables
+from shared.relocation.spec import Silo
 
 
 class ControlBase(DeclarativeBase):
@@ -24,3 +26,9 @@ class ControlSiloInfo(ControlBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     installation_id: Mapped[str] = mapped_column(String(36), default=lambda: str(uuid.uuid4()))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+#: The imported models this silo owns, built from the model registry.
+RELOCATION_TABLES = relocation_tables(ControlBase.metadata, Silo.CONTROL)
+#: One row per written batch of a control model.
+IMPORT_CHUNKS = import_chunk_table(ControlBase.metadata, "control_import_chunk")

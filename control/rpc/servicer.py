@@ -6,21 +6,27 @@ import grpc
 
 from control import ping
 from control.errors import ControlError, UnknownRegion
-from control.ports import RegionPort
+from control.ports import BatchWriterPort, RegionPort
+from shared.db.relocation_writer import WriteRefused, WrongSilo
 from shared.ping import hops_from_proto, hops_to_proto
 from shared.rpc.errors import ErrorTable, translate_errors, unimplemented
+from shared.rpc.relocation import batch_from_proto, result_to_proto
 from shared.rpc.v1 import common_pb2, control_pb2, control_pb2_grpc
 
 #: The one table from control's domain errors to status codes.
 ERRORS: ErrorTable = {
     UnknownRegion: grpc.StatusCode.FAILED_PRECONDITION,
+    WriteRefused: grpc.StatusCode.INVALID_ARGUMENT,
+    WrongSilo: grpc.StatusCode.FAILED_PRECONDITION,
+    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
     ControlError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
 class ControlServicer(control_pb2_grpc.ControlServiceServicer):
-    def __init__(self, *, regions: RegionPort) -> None:
+    def __init__(self, *, regions: RegionPort, writer: BatchWriterPort) -> None:
         self._regions = regions
+        self._writer = writer
 
     @translate_errors(ERRORS)
     def Ping(self, request: common_pb2.PingRequest, context: grpc.ServicerContext) -> common_pb2.PingResponse:
@@ -32,10 +38,11 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         )
         return common_pb2.PingResponse(path=hops_to_proto(path))
 
+    @translate_errors(ERRORS)
     def ImportModelBatch(
         self, request: control_pb2.ImportModelBatchRequest, context: grpc.ServicerContext
     ) -> control_pb2.ImportModelBatchResponse:
-        unimplemented(context, "ImportModelBatch")
+        return result_to_proto(self._writer.write(batch_from_proto(request)))
 
     def BulkReserveOrganizationSlugs(
         self, request: control_pb2.BulkReserveOrganizationSlugsRequest, context: grpc.ServicerContext

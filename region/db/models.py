@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, String, func
+from sqlalchemy import CheckConstraint, DateTime, MetaData, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.engine import NAMING_CONVENTION
+from shared.db.relocation_tables import import_chunk_table, relocation_tables
+from shared.relocation.spec import Silo
 
 
 class RegionBase(DeclarativeBase):
@@ -23,3 +25,28 @@ class RegionSiloInfo(RegionBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     region_name: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegionImport(RegionBase):
+    """One import into this region: its options (a resumed run must use the same), progress and summary."""
+
+    __tablename__ = "region_import"
+
+    import_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    #: JSON of the options that decide what is written (scope, flags, filters, batch size).
+    options: Mapped[str] = mapped_column(Text)
+    #: SHA-256 of the export as read by the first run.
+    source_digest: Mapped[str] = mapped_column(String(64))
+    #: running, finished or failed.
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: JSON summary of the last finished run (per model counts, organization slugs).
+    summary: Mapped[str | None] = mapped_column(Text)
+
+
+#: The imported models this silo owns, built from the model registry.
+RELOCATION_TABLES = relocation_tables(RegionBase.metadata, Silo.REGION)
+#: One row per written batch of a region model.
+IMPORT_CHUNKS = import_chunk_table(RegionBase.metadata, "region_import_chunk")

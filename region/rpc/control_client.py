@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from shared.config import RpcSettings
 from shared.ping import Hop, hops_from_proto, hops_to_proto
+from shared.relocation.batch import Batch, BatchResult
 from shared.rpc.client import PeerClient
+from shared.rpc.relocation import batch_to_proto, result_from_proto
 from shared.rpc.v1 import common_pb2, control_pb2
 
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
@@ -17,8 +19,25 @@ class GrpcControlClient:
     def close(self) -> None:
         self._peer.close()
 
+    def import_batch(self, batch: Batch, *, timeout_s: float) -> BatchResult:
+        answer = self._peer.call(
+            "ImportModelBatch", batch_to_proto(batch), control_pb2.ImportModelBatchResponse, timeout=timeout_s
+        )
+        return result_from_proto(answer)
+
     def ping(self, path: list[Hop], bounces: int, *, origin_region: str) -> list[Hop]:
         request = common_pb2.PingRequest(
             path=hops_to_proto(path), bounces=bounces, origin_region=origin_region
         )
         return hops_from_proto(self._peer.call("Ping", request, common_pb2.PingResponse).path)
+
+
+class ControlBatchWriter:
+    """Writes batches of control models through control (implements ``region.importer.ports.Writer``)."""
+
+    def __init__(self, client: GrpcControlClient, *, timeout_s: float = 120.0) -> None:
+        self._client = client
+        self._timeout = timeout_s
+
+    def write(self, batch: Batch) -> BatchResult:
+        return self._client.import_batch(batch, timeout_s=self._timeout)

@@ -206,11 +206,18 @@ def test_unknown_region_and_unimplemented_methods_are_typed_errors(
         assert caught.value.detail.fields["region"] == "mars"
         with pytest.raises(RemoteUnimplemented):
             control.call(
+                "DrainOutbox", common_pb2.DrainOutboxRequest(), common_pb2.DrainOutboxResponse, timeout=5
+            )
+        # A batch of a model control does not own is refused with a typed, specific error.
+        with pytest.raises(RemoteError) as refused:
+            control.call(
                 "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(),
+                control_pb2.ImportModelBatchRequest(import_id="x", scope="global", model="sentry.team"),
                 control_pb2.ImportModelBatchResponse,
                 timeout=5,
             )
+        assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.reason == "wrong_silo"
 
 
 def test_sigterm_lets_in_flight_calls_finish_and_exits_cleanly(

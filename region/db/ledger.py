@@ -1,0 +1,54 @@
+"""The region's record of imports (implements ``region.importer.ports.Ledger``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from region.db.models import RegionImport
+from region.importer.errors import OptionsMismatch
+from region.importer.options import ImportOptions
+
+
+class SqlImportLedger:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def begin(self, options: ImportOptions, digest: str) -> bool:
+        fingerprint = options.fingerprint()
+        with self._sessions.begin() as session:
+            record = session.get(RegionImport, options.import_id)
+            if record is None:
+                session.add(
+                    RegionImport(
+                        import_id=options.import_id,
+                        scope=options.scope.value,
+                        options=fingerprint,
+                        source_digest=digest,
+                        status="running",
+                    )
+                )
+                return False
+            if record.options != fingerprint:
+                raise OptionsMismatch(
+                    f"import {options.import_id} was started with other options ({record.options}); "
+                    f"a resumed import must use the same scope, flags, filters and batch size"
+                )
+            record.status = "running"
+            return True
+
+    def finish(self, import_id: str, summary: Mapping[str, object]) -> None:
+        with self._sessions.begin() as session:
+            record = session.get_one(RegionImport, import_id)
+            record.status = "finished"
+            record.finished_at = datetime.now(UTC)
+            record.summary = json.dumps(summary, sort_keys=True)
+
+    def fail(self, import_id: str) -> None:
+        with self._sessions.begin() as session:
+            record = session.get(RegionImport, import_id)
+            if record is not None:
+                record.status = "failed"

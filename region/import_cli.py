@@ -1,0 +1,233 @@
+"""``siloport import users|organizations|config|global SRC``: import an export into this region."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from region.bootstrap import bootstrap
+from region.cli import add_region_database_arguments, settings_from
+from region.importer.console import ConsoleProgress, print_summary
+from region.importer.engine import ImportSummary
+from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
+from region.importer.scan import Scan, scan_export
+from shared.cli import CliError, add_rpc_arguments, env_default
+from shared.config import data_dir
+from shared.errors import SharedError
+from shared.launcher import LocalSilos
+from shared.relocation.findings import Finding, FindingsLog
+from shared.relocation.reader import ExportFormatError
+from shared.relocation.spec import ImportScope
+
+SCOPE_HELP = {
+    ImportScope.USERS: "users and what they own; privileges stripped, accounts left to be claimed",
+    ImportScope.ORGANIZATIONS: "organizations, their members, teams, projects, keys, and their users",
+    ImportScope.CONFIG: "instance configuration and all users, administrators keep their privileges; "
+    "no 2FA authenticators",
+    ImportScope.GLOBAL: "everything, with privileges, passwords and 2FA kept (a full restore)",
+}
+
+
+def _filter(value: str | None) -> frozenset[str] | None:
+    """Sentry's rule: an empty value means no filter; otherwise split on commas as given."""
+    return None if not value else frozenset(value.split(","))
+
+
+def options_from(args: argparse.Namespace) -> ImportOptions:
+    scope = ImportScope(args.scope)
+    if args.filter_usernames and scope is not ImportScope.USERS:
+        raise CliError("--filter-usernames goes with 'import users'")
+    if args.filter_org_slugs and scope is not ImportScope.ORGANIZATIONS:
+        raise CliError("--filter-org-slugs goes with 'import organizations'")
+    if args.overwrite_configs and scope not in (ImportScope.CONFIG, ImportScope.GLOBAL):
+        raise CliError("--overwrite-configs goes with 'import config' or 'import global'")
+    if args.merge_users and scope is ImportScope.GLOBAL:
+        raise CliError("--merge-users does not apply to 'import global' (a restore keeps users as they are)")
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    try:
+        import_id = str(uuid.UUID(args.import_uuid)) if args.import_uuid else str(uuid.uuid4())
+    except ValueError:
+        raise CliError(f"--import-uuid: not a UUID: {args.import_uuid!r}") from None
+    return ImportOptions(
+        scope=scope,
+        import_id=import_id,
+        merge_users=args.merge_users,
+        overwrite_configs=args.overwrite_configs,
+        filter_usernames=_filter(args.filter_usernames),
+        filter_org_slugs=_filter(args.filter_org_slugs),
+        strict=args.strict,
+        batch_size=args.batch_size,
+    )
+
+
+@contextmanager
+def _local_copy_of_stdin() -> Iterator[Path]:
+    """Standard input, kept in a temporary file: the import reads its source twice."""
+    with tempfile.NamedTemporaryFile(prefix="siloport-stdin-", suffix=".json") as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.flush()
+        yield Path(spool.name)
+
+
+def _opener(path: Path) -> Callable[[], AbstractContextManager[TextIO]]:
+    @contextmanager
+    def open_source() -> Iterator[TextIO]:
+        try:
+            with path.open(encoding="utf-8", newline="") as stream:
+                yield stream
+        except UnicodeDecodeError as exc:
+            raise ExportFormatError(
+                str(path),
+                0,
+                0,
+                f"not UTF-8 text (byte {exc.start}): an export is JSON; "
+                "encrypted archives need --decrypt-with",
+            ) from None
+
+    return open_source
+
+
+def _confirm(args: argparse.Namespace, scan: Scan, options: ImportOptions, target: str) -> bool:
+    if args.no_prompt or args.src == "-" or not sys.stdin.isatty():
+        return True
+    answer = input(
+        f"Import {scan.records:,} instances of {len(scan.counts)} models from {args.src} "
+        f"({options.scope.value} scope) into {target}? [y/N] "
+    )
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _run(args: argparse.Namespace) -> int:
+    options = options_from(args)
+    out = sys.stdout
+    silent = args.silent
+    with ExitStack() as stack:
+        findings = stack.enter_context(FindingsLog(Path(args.findings_file) if args.findings_file else None))
+        try:
+            summary = _import(args, options, findings, stack)
+        except SharedError as exc:
+            findings.add(
+                Finding(
+                    "error", str(getattr(exc, "model", "") or ""), 0, getattr(exc, "pk", None), None, str(exc)
+                )
+            )
+            raise
+        if summary is None:
+            print("import cancelled; nothing was written", file=out)
+            return 1
+        if not silent:
+            print_summary(summary, findings, out)
+    return 0
+
+
+def _import(
+    args: argparse.Namespace, options: ImportOptions, findings: FindingsLog, stack: ExitStack
+) -> ImportSummary | None:
+    out = sys.stdout
+    if args.src == "-":
+        path = stack.enter_context(_local_copy_of_stdin())
+        source_name = "<stdin>"
+    else:
+        path = Path(args.src)
+        if not path.is_file():
+            raise CliError(f"{args.src}: no such file")
+        source_name = args.src
+    open_source = _opener(path)
+    if not args.silent:
+        print(f"import id: {options.import_id}", file=out, flush=True)
+    with open_source() as stream:
+        scan = scan_export(stream, source_name, options)
+    control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
+    target = (
+        f"region {args.name!r} (control at {control_address})"
+        if control_address
+        else (f"the embedded default under {data_dir()} (region {args.name!r})")
+    )
+    if not _confirm(args, scan, options, target):
+        return None
+    if not control_address:
+        silos = LocalSilos.start(data_dir(), region_name=args.name)
+        stack.callback(silos.stop)
+        args.control_address = silos.control.address
+    app = bootstrap(settings_from(args))
+    stack.callback(app.close)
+    app.prepare_database()
+    progress = ConsoleProgress(sys.stderr, enabled=not args.silent)
+    engine = app.import_engine(
+        options,
+        open_source=open_source,
+        source_name=source_name,
+        progress=progress,
+        findings=findings,
+    )
+    return engine.run(scan)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "import",
+        help="import a Sentry export into this region (and control)",
+        description="Import a Sentry-format export (a JSON list of {model, pk, fields}) into this region and "
+        "the control silo. Primary keys are remapped, collisions resolved per model, and every decision "
+        "is a finding. The import is checked in full before anything is written, and it is resumable: "
+        "run it again with the same --import-uuid after any failure or interruption. With no control "
+        "address it runs on the embedded default: a local control silo and region on SQLite.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="scopes:\n"
+        + "\n".join(f"  {s.value:<14} {text}" for s, text in SCOPE_HELP.items())
+        + "\n\nexit codes: 0 done, 1 cancelled, 2 usage or configuration, 3 bad input, "
+        "4 a row the database refused, 5 control unreachable",
+    )
+    parser.add_argument("scope", choices=[s.value for s in ImportScope], help="what the import takes in")
+    parser.add_argument("src", metavar="SRC", help="the export file, or - for standard input")
+    parser.add_argument("--filter-usernames", metavar="A,B", help="users scope: import only these users")
+    parser.add_argument(
+        "--filter-org-slugs",
+        metavar="A,B",
+        help="organizations scope: import only these organizations and their members",
+    )
+    parser.add_argument(
+        "--merge-users",
+        action="store_true",
+        help="reuse an existing user with the same username instead of renaming the import",
+    )
+    parser.add_argument(
+        "--overwrite-configs",
+        action="store_true",
+        help="config/global: imported options and roles replace existing ones",
+    )
+    parser.add_argument("--findings-file", metavar="PATH", help="write every finding to PATH as JSON")
+    parser.add_argument("--no-prompt", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--silent", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--import-uuid",
+        metavar="UUID",
+        help="the import's id: give an earlier one to resume it (default: a new one, printed)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="unknown models and references the export does not resolve are errors",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="instances per batch and transaction (default %(default)s)",
+    )
+    add_region_database_arguments(parser)
+    parser.add_argument(
+        "--control-address",
+        metavar="HOST:PORT",
+        help="the control silo (env SILOPORT_CONTROL_ADDRESS; default: start one locally)",
+    )
+    add_rpc_arguments(parser)
+    parser.set_defaults(func=_run)

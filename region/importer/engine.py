@@ -1,0 +1,256 @@
+"""The import engine: check the export, then write it batch by batch in the silo that owns each model.
+
+Orchestration only; it reaches databases and control through the ports it is given. Every batch is
+written with its chunk record in one transaction of the owning silo, so an import stopped at any point
+and run again with the same import id replays the recorded batches (same results, nothing written
+twice) and goes on from the first batch that was not recorded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+from region.importer.errors import BatchFailed, ControlUnreachable
+from region.importer.options import ImportOptions
+from region.importer.ports import Ledger, Progress, Writer
+from region.importer.prepare import Preparer, Unresolved
+from region.importer.scan import Scan, records, scan_export
+from shared.errors import SharedError
+from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row
+from shared.relocation.findings import Finding, FindingsLog
+from shared.relocation.pkmap import ImportKind, PrimaryKeyMap
+from shared.relocation.reader import ExportFormatError, Record
+from shared.relocation.registry import lookup
+from shared.relocation.spec import ModelSpec, Silo
+
+ORGANIZATION = "sentry.organization"
+
+
+@dataclass
+class ModelStats:
+    inserted: int = 0
+    existing: int = 0
+    overwritten: int = 0
+    skipped: int = 0
+
+    def add(self, kind: ImportKind) -> None:
+        if kind is ImportKind.INSERTED:
+            self.inserted += 1
+        elif kind is ImportKind.EXISTING:
+            self.existing += 1
+        else:
+            self.overwritten += 1
+
+
+@dataclass
+class ImportSummary:
+    import_id: str
+    resumed: bool
+    records: int
+    models: dict[str, ModelStats] = field(default_factory=dict)
+    #: (export slug, slug in this installation) of every imported organization.
+    organizations: list[tuple[str, str]] = field(default_factory=list)
+    #: Batches an earlier run had written already.
+    replayed_batches: int = 0
+    written_batches: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "import_id": self.import_id,
+            "records": self.records,
+            "models": {name: vars(stats) for name, stats in self.models.items()},
+            "organizations": [list(pair) for pair in self.organizations],
+        }
+
+
+@dataclass
+class _Batch:
+    spec: ModelSpec
+    records: list[tuple[Record, int]]
+
+
+class ImportEngine:
+    def __init__(
+        self,
+        options: ImportOptions,
+        *,
+        open_source: Callable[[], AbstractContextManager[TextIO]],
+        source_name: str,
+        writers: dict[Silo, Writer],
+        ledger: Ledger,
+        progress: Progress,
+        findings: FindingsLog,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.options = options
+        self._open = open_source
+        self._source = source_name
+        self._writers = writers
+        self._ledger = ledger
+        self._progress = progress
+        self._findings = findings
+        self._clock = clock
+        self._pkmap = PrimaryKeyMap()
+        self._reported: set[str] = set()
+        self._org_slugs: dict[int, str] = {}
+
+    def check(self) -> Scan:
+        """The first pass alone: raises on bad input, writes nothing."""
+        with self._open() as stream:
+            return scan_export(stream, self._source, self.options)
+
+    def run(self, scan: Scan) -> ImportSummary:
+        resumed = self._ledger.begin(self.options, scan.digest)
+        summary = ImportSummary(self.options.import_id, resumed, scan.records)
+        self._progress.start(
+            {
+                m: n
+                for m, n in scan.counts.items()
+                if (s := lookup(m)) and s.scope in self.options.scope.admits
+            }
+        )
+        preparer = Preparer(self.options, scan, self._pkmap, self._clock())
+        try:
+            for deferred in (False, True):
+                with self._open() as stream:
+                    for batch in self._batches(
+                        records(stream, self._source), deferred=deferred, summary=summary
+                    ):
+                        self._write(batch, preparer, summary)
+        except BaseException:
+            self._ledger.fail(self.options.import_id)
+            raise
+        finally:
+            self._progress.finish()
+        summary.organizations = [
+            (self._org_slugs.get(old, ""), slug)
+            for old, slug in sorted(self._pkmap.values(ORGANIZATION).items())
+        ]
+        self._ledger.finish(self.options.import_id, summary.to_json())
+        return summary
+
+    # ---- batching -----------------------------------------------------------------------------------
+
+    def _batches(
+        self, stream: Iterator[Record], *, deferred: bool, summary: ImportSummary
+    ) -> Iterator[_Batch]:
+        ordinals: dict[str, int] = {}
+
+        def numbered() -> Iterator[tuple[Record, int]]:
+            for record in stream:
+                ordinals[record.model] = ordinals.get(record.model, 0) + 1
+                yield record, ordinals[record.model]
+
+        for model, run in itertools.groupby(numbered(), key=lambda pair: pair[0].model):
+            spec = lookup(model)
+            while chunk := list(itertools.islice(run, self.options.batch_size)):
+                if spec is None:
+                    if not deferred:
+                        self._skip_model(model, len(chunk), "siloport does not know this model", summary)
+                    continue
+                if spec.scope not in self.options.scope.admits:
+                    if not deferred:
+                        self._skip_model(
+                            model,
+                            len(chunk),
+                            f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
+                            summary,
+                        )
+                    continue
+                if spec.deferred == deferred:
+                    yield _Batch(spec, chunk)
+
+    def _skip_model(self, model: str, count: int, reason: str, summary: ImportSummary) -> None:
+        summary.models.setdefault(model, ModelStats()).skipped += count
+        if model not in self._reported:
+            self._reported.add(model)
+            self._findings.add(Finding("skipped_model", model, 0, None, None, reason))
+
+    # ---- writing ------------------------------------------------------------------------------------
+
+    def _write(self, batch: _Batch, preparer: Preparer, summary: ImportSummary) -> None:
+        spec = batch.spec
+        stats = summary.models.setdefault(spec.name, ModelStats())
+        rows: list[Row] = []
+        where: dict[int, Record] = {}
+        for record, ordinal in batch.records:
+            where[record.pk] = record
+            if spec.name == ORGANIZATION:
+                self._org_slugs[record.pk] = str(record.fields.get("slug") or "")
+            try:
+                row, findings = preparer.prepare(spec, record, ordinal)
+            except Unresolved as exc:
+                self._findings.add(Finding("error", spec.name, ordinal, record.pk, None, exc.finding.reason))
+                raise ExportFormatError(
+                    self._source,
+                    record.line,
+                    record.column,
+                    f"{spec.name} pk {record.pk}: {exc.finding.reason} (--strict)",
+                    record=record.index,
+                ) from None
+            for finding in findings:
+                self._findings.add(finding)
+            if row is None:
+                stats.skipped += 1
+            else:
+                rows.append(row)
+        if rows:
+            result = self._send(
+                spec, Batch(spec.name, batch.records[0][1], tuple(rows), self._batch_options()), where
+            )
+            for entry in result.entries:
+                self._pkmap.insert(spec.name, entry.old_pk, entry.new_pk, entry.kind, entry.value)
+                stats.add(entry.kind)
+            for finding in result.findings:
+                self._findings.add(finding)
+            if result.replayed:
+                summary.replayed_batches += 1
+            else:
+                summary.written_batches += 1
+        self._progress.advance(spec.name, len(batch.records))
+
+    def _batch_options(self) -> BatchOptions:
+        return BatchOptions(
+            import_id=self.options.import_id,
+            scope=self.options.scope,
+            merge_users=self.options.merge_users,
+            overwrite_configs=self.options.overwrite_configs,
+        )
+
+    def _send(self, spec: ModelSpec, batch: Batch, where: dict[int, Record]) -> BatchResult:
+        try:
+            return self._writers[spec.silo].write(batch)
+        except SharedError as exc:
+            raise self._failure(spec, batch, where, exc) from exc
+
+    def _failure(
+        self, spec: ModelSpec, batch: Batch, where: dict[int, Record], exc: SharedError
+    ) -> SharedError:
+        code = getattr(exc, "code", None)
+        if code is not None and code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            message = (
+                f"control did not answer while writing {spec.name} from #{batch.first_ordinal}: {exc}. "
+                f"Nothing of that batch was lost; run again with --import-uuid {self.options.import_id}"
+            )
+            self._findings.add(Finding("error", spec.name, batch.first_ordinal, None, None, message))
+            return ControlUnreachable(message)
+        detail = getattr(exc, "detail", None)
+        pk_text = str(getattr(exc, "pk", "") or (detail.pk if detail is not None else ""))
+        pk = int(pk_text) if pk_text.lstrip("-").isdigit() else batch.rows[0].old_pk
+        record = where.get(pk) or where[batch.rows[0].old_pk]
+        ordinal = next((r.ordinal for r in batch.rows if r.old_pk == pk), batch.first_ordinal)
+        message = getattr(exc, "message", None) or str(exc)
+        self._findings.add(Finding("error", spec.name, ordinal, pk, None, message))
+        position = f"{self._source}:{record.line}:{record.column} (record {record.index})"
+        return BatchFailed(
+            position,
+            spec.name,
+            pk,
+            f"{message}. Batches before it are written; fix the input and run again with "
+            f"--import-uuid {self.options.import_id} to resume",
+        )

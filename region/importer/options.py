@@ -1,0 +1,45 @@
+"""The options of one import, fixed for its whole life (a resumed run must use the same)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from shared.relocation.spec import ImportScope
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    scope: ImportScope
+    import_id: str
+    merge_users: bool = False
+    overwrite_configs: bool = False
+    #: Keep only these usernames (users scope); None keeps all.
+    filter_usernames: frozenset[str] | None = None
+    #: Keep only these organization slugs and their members (organizations scope); None keeps all.
+    filter_org_slugs: frozenset[str] | None = None
+    #: Unknown models and unresolved references are errors instead of findings.
+    strict: bool = False
+    #: Most instances per batch (one transaction, one chunk record, at most one RPC).
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def fingerprint(self) -> str:
+        """What a resumed run must match: everything that decides what gets written."""
+        return json.dumps(
+            {
+                "scope": self.scope.value,
+                "merge_users": self.merge_users,
+                "overwrite_configs": self.overwrite_configs,
+                "filter_usernames": sorted(self.filter_usernames)
+                if self.filter_usernames is not None
+                else None,
+                "filter_org_slugs": sorted(self.filter_org_slugs)
+                if self.filter_org_slugs is not None
+                else None,
+                "strict": self.strict,
+                "batch_size": self.batch_size,
+            },
+            sort_keys=True,
+        )

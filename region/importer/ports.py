@@ -1,0 +1,35 @@
+"""What the import engine needs from the outside, as Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from region.importer.options import ImportOptions
+from shared.relocation.batch import Batch, BatchResult
+
+
+class Writer(Protocol):
+    """Writes one batch in the silo that owns its model, with its chunk record (replays return it)."""
+
+    def write(self, batch: Batch) -> BatchResult: ...
+
+
+class Ledger(Protocol):
+    """The region's record of imports."""
+
+    def begin(self, options: ImportOptions, digest: str) -> bool:
+        """Start or resume an import; True when resuming. Refuses other options than the first run's."""
+        ...
+
+    def finish(self, import_id: str, summary: Mapping[str, object]) -> None: ...
+
+    def fail(self, import_id: str) -> None: ...
+
+
+class Progress(Protocol):
+    def start(self, totals: Mapping[str, int]) -> None: ...
+
+    def advance(self, model: str, count: int) -> None: ...
+
+    def finish(self) -> None: ...

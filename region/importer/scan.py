@@ -1,0 +1,161 @@
+"""The first pass over an export: check every record before anything is written.
+
+It validates the JSON, each record's model, fields and values, and the dependency order of the models,
+counts the instances of each model (for progress), hashes the file (to recognise it on a resumed run)
+and works out which users, emails and organizations the filters keep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+from region.importer.options import ImportOptions
+from shared.relocation.reader import ExportFormatError, Record, read_records
+from shared.relocation.registry import MODELS, lookup
+from shared.relocation.spec import ModelSpec
+from shared.relocation.values import BadValue, parse_value
+
+#: Model -> the models whose foreign keys point at it (an export must list it before them).
+DEPENDENTS: dict[str, frozenset[str]] = {
+    target: frozenset(spec.name for spec in MODELS for fk in spec.foreign_keys if fk.target == target)
+    - {target}
+    for target in {fk.target for spec in MODELS for fk in spec.foreign_keys}
+}
+
+
+class HashingReader:
+    """A text stream that hashes what it reads."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> str:
+        chunk = self._stream.read(size)
+        self.digest.update(chunk.encode("utf-8", "surrogatepass"))
+        return chunk
+
+
+@dataclass(frozen=True)
+class Scan:
+    records: int
+    #: Instances per model, in order of first appearance (unknown models included).
+    counts: dict[str, int]
+    digest: str
+    #: What the filters keep (None: no filter on that model).
+    keep_users: frozenset[int] | None
+    keep_emails: frozenset[str] | None
+    keep_orgs: frozenset[int] | None
+
+
+def invalid(source: str, record: Record, message: str) -> ExportFormatError:
+    return ExportFormatError(
+        source, record.line, record.column, f"{record.model} pk {record.pk}: {message}", record=record.index
+    )
+
+
+def check_record(source: str, spec: ModelSpec, record: Record) -> None:
+    unknown = sorted(set(record.fields) - spec.all_names)
+    if unknown:
+        raise invalid(source, record, f"unknown field(s) {', '.join(map(repr, unknown))}")
+    for field in spec.fields:
+        if field.name not in record.fields:
+            if field.default is None and not field.nullable:
+                raise invalid(source, record, f"missing required field {field.name!r}")
+            continue
+        try:
+            parse_value(field, record.fields[field.name])
+        except BadValue as exc:
+            raise invalid(source, record, f"field {field.name!r}: {exc}") from None
+    for fk in spec.foreign_keys:
+        value = record.fields.get(fk.name)
+        if value is None:
+            if fk.name in record.fields and not fk.nullable:
+                raise invalid(source, record, f"field {fk.name!r} must not be null")
+            if fk.name not in record.fields and not fk.nullable:
+                raise invalid(source, record, f"missing required field {fk.name!r}")
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(
+                source, record, f"field {fk.name!r} must hold the pk of a {fk.target}, got {value!r}"
+            )
+
+
+class _Collector:
+    """What the filters need, gathered only when a filter is given."""
+
+    def __init__(self, options: ImportOptions) -> None:
+        self.active = options.filter_usernames is not None or options.filter_org_slugs is not None
+        self.user_names: dict[int, tuple[str, str]] = {}
+        self.user_emails: dict[int, set[str]] = defaultdict(set)
+        self.org_slugs: dict[int, str] = {}
+        self.members: list[tuple[int, int]] = []
+
+    def add(self, record: Record) -> None:
+        fields = record.fields
+        if record.model == "sentry.user":
+            self.user_names[record.pk] = (str(fields.get("username") or ""), str(fields.get("email") or ""))
+        elif record.model == "sentry.useremail" and isinstance(fields.get("user"), int):
+            self.user_emails[fields["user"]].add(str(fields.get("email") or ""))
+        elif record.model == "sentry.organization":
+            self.org_slugs[record.pk] = str(fields.get("slug") or "")
+        elif record.model == "sentry.organizationmember":
+            org, user = fields.get("organization"), fields.get("user_id")
+            if isinstance(org, int) and isinstance(user, int):
+                self.members.append((org, user))
+
+    def result(
+        self, options: ImportOptions
+    ) -> tuple[frozenset[int] | None, frozenset[str] | None, frozenset[int] | None]:
+        keep_orgs = None
+        if options.filter_usernames is not None:
+            users = {pk for pk, (name, _) in self.user_names.items() if name in options.filter_usernames}
+        elif options.filter_org_slugs is not None:
+            keep_orgs = frozenset(
+                pk for pk, slug in self.org_slugs.items() if slug in options.filter_org_slugs
+            )
+            users = {user for org, user in self.members if org in keep_orgs}
+        else:
+            return None, None, None
+        emails = {self.user_names[pk][1] for pk in users if pk in self.user_names}
+        for pk in users:
+            emails |= self.user_emails.get(pk, set())
+        return frozenset(users), frozenset(emails), keep_orgs
+
+
+def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
+    reader = HashingReader(stream)
+    counts: dict[str, int] = {}
+    first_seen: dict[str, Record] = {}
+    collector = _Collector(options)
+    total = 0
+    for record in read_records(reader, source):  # type: ignore[arg-type]
+        total += 1
+        counts[record.model] = counts.get(record.model, 0) + 1
+        spec = lookup(record.model)
+        if spec is None:
+            if options.strict:
+                raise invalid(source, record, "siloport does not know this model (--strict)")
+            continue
+        check_record(source, spec, record)
+        for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):
+            earlier = first_seen[dependent]
+            raise invalid(
+                source,
+                record,
+                f"out of dependency order: {dependent} (first at line {earlier.line}) refers to {spec.name}, "
+                f"so every {spec.name} must come before it",
+            )
+        first_seen.setdefault(spec.name, record)
+        if collector.active:
+            collector.add(record)
+    keep_users, keep_emails, keep_orgs = collector.result(options)
+    return Scan(total, counts, reader.digest.hexdigest(), keep_users, keep_emails, keep_orgs)
+
+
+def records(stream: TextIO, source: str) -> Iterator[Record]:
+    """The second pass: the same records, trusted now."""
+    return read_records(stream, source)

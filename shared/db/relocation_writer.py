@@ -1,0 +1,388 @@
+"""Writing one batch of one model in the silo that owns it: collision rules, bulk insert, and the
+chunk record of the batch, all in one transaction, so a batch is either written with its record or
+not at all, and a replayed batch returns its recorded result without writing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from shared.errors import SharedError
+from shared.relocation.batch import Batch, BatchResult, Entry, Row
+from shared.relocation.findings import Finding
+from shared.relocation.hooks import REGENERATORS, needs_suffix, suffix_rng, suffixed_candidates
+from shared.relocation.pkmap import ImportKind
+from shared.relocation.registry import REGISTRY
+from shared.relocation.spec import ModelSpec, OnClash, Unique
+from shared.relocation.values import BadValue, parse_value
+
+_LOGGER = logging.getLogger(__name__)
+ATTEMPTS = 3
+IN_CHUNK = 500
+
+Key = tuple[Any, ...]
+
+
+class WriteRefused(SharedError):
+    """The database refused a row; names the model, the instance and the database's reason."""
+
+    reason = "write_refused"
+    exit_code = 4
+
+    def __init__(self, model: str, ordinal: int, pk: int, message: str) -> None:
+        self.model, self.ordinal, self.pk = model, ordinal, pk
+        self.fields = {"ordinal": str(ordinal)}
+        super().__init__(f"{model} #{ordinal} (pk {pk}): {message}")
+
+
+class WrongSilo(SharedError):
+    reason = "wrong_silo"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"{model} is not a model of this silo")
+
+
+@dataclass
+class _Outcome:
+    kind: ImportKind
+    #: Existing row id, or None until the row is inserted.
+    target: int | None = None
+    #: Index of an earlier row of this batch that this one maps to (a duplicate within the batch).
+    same_as: int | None = None
+
+
+def _key(spec: ModelSpec, unique: Unique, columns: Mapping[str, Any]) -> Key | None:
+    """The row's value of a unique key (None when a part is null: nulls never clash)."""
+    values = []
+    for name in unique.fields:
+        value = columns.get(spec.column(name))
+        if value is None:
+            return None
+        values.append(value.lower() if unique.casefold and isinstance(value, str) else value)
+    return tuple(values)
+
+
+def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class BatchWriter:
+    """Writes batches of the models whose tables it is given."""
+
+    def __init__(self, engine: Engine, tables: Mapping[str, Table], chunks: Table) -> None:
+        self._engine = engine
+        self._tables = tables
+        self._chunks = chunks
+
+    def write(self, batch: Batch) -> BatchResult:
+        table = self._tables.get(batch.model)
+        if table is None:
+            raise WrongSilo(batch.model)
+        last: DBAPIError | None = None
+        for attempt in range(ATTEMPTS):
+            try:
+                with self._engine.begin() as connection:
+                    stored = self.stored(connection, batch)
+                    if stored is not None:
+                        return stored
+                    result = self._write(connection, table, batch)
+                    self._record(connection, batch, result)
+                    return result
+            except IntegrityError as exc:
+                # Another writer took a unique value (or recorded this very batch) since we looked.
+                with self._engine.connect() as connection:
+                    stored = self.stored(connection, batch)
+                if stored is not None:
+                    return stored
+                _LOGGER.info(
+                    "batch %s#%d hit a unique key, attempt %d", batch.model, batch.first_ordinal, attempt + 1
+                )
+                last = exc
+            except DBAPIError as exc:
+                last = exc
+                break
+        assert last is not None
+        raise self._locate(table, batch, last)
+
+    # ---- replay -----------------------------------------------------------------------------------
+
+    def stored(self, connection: Connection, batch: Batch) -> BatchResult | None:
+        c = self._chunks.c
+        row = connection.execute(
+            select(c.entries, c.findings).where(
+                c.import_id == batch.options.import_id,
+                c.model == batch.model,
+                c.first_ordinal == batch.first_ordinal,
+            )
+        ).first()
+        if row is None:
+            return None
+        entries = tuple(
+            Entry(old, new, ImportKind(kind), value) for old, new, kind, value in json.loads(row.entries)
+        )
+        findings = tuple(Finding.from_json(f) for f in json.loads(row.findings))
+        return BatchResult(entries, findings, replayed=True)
+
+    def _record(self, connection: Connection, batch: Batch, result: BatchResult) -> None:
+        connection.execute(
+            insert(self._chunks).values(
+                import_id=batch.options.import_id,
+                model=batch.model,
+                first_ordinal=batch.first_ordinal,
+                last_ordinal=batch.rows[-1].ordinal if batch.rows else batch.first_ordinal,
+                entries=json.dumps([[e.old_pk, e.new_pk, e.kind.value, e.value] for e in result.entries]),
+                findings=json.dumps([f.to_json() for f in result.findings]),
+            )
+        )
+
+    # ---- the write --------------------------------------------------------------------------------
+
+    def _columns(self, spec: ModelSpec, row: Row) -> dict[str, Any]:
+        columns: dict[str, Any] = {}
+        for f in spec.fields:
+            value = row.values.get(f.name, f.default)
+            try:
+                columns[f.column] = parse_value(f, value)
+            except BadValue as exc:
+                raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"field {f.name!r}: {exc}") from None
+        for fk in spec.foreign_keys:
+            columns[fk.column] = row.values.get(fk.name)
+        return columns
+
+    def _write(self, connection: Connection, table: Table, batch: Batch) -> BatchResult:
+        spec = REGISTRY[batch.model]
+        columns = [self._columns(spec, row) for row in batch.rows]
+        return _BatchWrite(connection, table, spec, batch, columns).run()
+
+    # ---- failures ---------------------------------------------------------------------------------
+
+    def _locate(self, table: Table, batch: Batch, error: DBAPIError) -> WriteRefused:
+        """Find the first row the database refuses on its own, to name it."""
+        spec = REGISTRY[batch.model]
+        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+        with self._engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                for row in batch.rows:
+                    try:
+                        with connection.begin_nested():
+                            connection.execute(insert(table).values(**self._columns(spec, row)))
+                    except DBAPIError as exc:
+                        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+                        return WriteRefused(
+                            spec.name, row.ordinal, row.old_pk, f"the database refused it: {first}"
+                        )
+            finally:
+                transaction.rollback()
+        first_row = batch.rows[0]
+        return WriteRefused(
+            spec.name,
+            first_row.ordinal,
+            first_row.old_pk,
+            f"the database refused batch #{batch.first_ordinal}: {reason}",
+        )
+
+
+class _BatchWrite:
+    """One batch inside one transaction: decide each row's outcome, then insert and update in bulk."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        table: Table,
+        spec: ModelSpec,
+        batch: Batch,
+        columns: list[dict[str, Any]],
+    ) -> None:
+        self.connection, self.table, self.spec, self.batch = connection, table, spec, batch
+        self.rows = batch.rows
+        self.columns = columns
+        self.outcomes: list[_Outcome] = []
+        self.findings: list[Finding] = []
+        self.existing = [self._existing(unique) for unique in spec.uniques]
+        #: Per unique key: the keys that rows of this batch will insert, to the row's index.
+        self.in_batch: list[dict[Key, int]] = [{} for _ in spec.uniques]
+
+    def run(self) -> BatchResult:
+        for index in range(len(self.rows)):
+            outcome = self._decide(index)
+            self.outcomes.append(outcome)
+            if outcome.kind is ImportKind.INSERTED:
+                for position, unique in enumerate(self.spec.uniques):
+                    key = _key(self.spec, unique, self.columns[index])
+                    if key is not None:
+                        self.in_batch[position][key] = index
+        self._insert()
+        return BatchResult(self._entries(), tuple(self.findings))
+
+    def _existing(self, unique: Unique) -> dict[Key, int]:
+        spec, table = self.spec, self.table
+        keys = {key for c in self.columns if (key := _key(spec, unique, c)) is not None}
+        if not keys:
+            return {}
+        key_columns = [table.c[spec.column(name)] for name in unique.fields]
+        first = key_columns[0]
+        lookup = func.lower(first) if unique.casefold and isinstance(next(iter(keys))[0], str) else first
+        found: dict[Key, int] = {}
+        for part in _chunks(sorted({k[0] for k in keys})):
+            for row in self.connection.execute(select(table.c.id, *key_columns).where(lookup.in_(part))):
+                values = dict(zip((c.name for c in key_columns), row[1:], strict=True))
+                key = _key(spec, unique, values)
+                if key in keys:
+                    found.setdefault(key, row.id)
+        return found
+
+    def _clashes(self, position: int, columns: Mapping[str, Any]) -> bool:
+        """Whether the row's value of unique key ``position`` is taken (in this batch or the table)."""
+        unique = self.spec.uniques[position]
+        key = _key(self.spec, unique, columns)
+        if key is None:
+            return False
+        if key in self.in_batch[position]:
+            return True
+        conditions = []
+        for name, value in zip(unique.fields, key, strict=True):
+            column = self.table.c[self.spec.column(name)]
+            conditions.append(
+                (func.lower(column) if unique.casefold and isinstance(value, str) else column) == value
+            )
+        statement = select(self.table.c.id).where(*conditions).limit(1)
+        return self.connection.execute(statement).first() is not None
+
+    def _decide(self, index: int) -> _Outcome:
+        spec, row, columns = self.spec, self.rows[index], self.columns[index]
+        options = self.batch.options
+
+        def note(kind: str, reason: str) -> None:
+            self.findings.append(Finding(kind, spec.name, row.ordinal, row.old_pk, None, reason))
+
+        for position, unique in enumerate(spec.uniques):
+            key = _key(spec, unique, columns)
+            if key is None:
+                continue
+            db_hit = self.existing[position].get(key)
+            batch_hit = self.in_batch[position].get(key)
+            target = unique.fields[-1]
+            forced = unique.on_clash in (OnClash.SUFFIX, OnClash.MERGE_OR_SUFFIX) and needs_suffix(
+                spec.name, str(columns[spec.column(target)])
+            )
+            if db_hit is None and batch_hit is None and not forced:
+                continue
+            clash = _Outcome(ImportKind.EXISTING, db_hit, None if db_hit is not None else batch_hit)
+            described = ", ".join(f"{n}={columns[spec.column(n)]!r}" for n in unique.fields)
+            if unique.on_clash is OnClash.REUSE:
+                note("reused", f"an instance with {described} exists; it is used instead")
+                return clash
+            if unique.on_clash is OnClash.CONFIG:
+                if options.overwrite_configs:
+                    note("overwritten", f"the existing instance with {described} takes the imported values")
+                    return _Outcome(ImportKind.OVERWRITE, db_hit, clash.same_as)
+                note(
+                    "kept_existing",
+                    f"an instance with {described} exists and is kept (no --overwrite-configs)",
+                )
+                return clash
+            if unique.on_clash is OnClash.MERGE_OR_SUFFIX and options.merge_users and not forced:
+                note("merged", f"merged into the existing user with {described}")
+                return clash
+            if unique.on_clash is OnClash.REGENERATE:
+                regenerate = REGENERATORS[(spec.name, target)]
+                for _ in range(20):
+                    regenerate(columns, row.hints)
+                    if not self._clashes(position, columns):
+                        break
+                note("regenerated", f"{target} clashed with an existing instance; a new one was generated")
+                continue
+            old_value = str(columns[spec.column(target)])
+            rng = suffix_rng(options.import_id, spec.name, row.old_pk)
+            for candidate in suffixed_candidates(old_value, unique.max_length, rng):
+                columns[spec.column(target)] = candidate
+                if not self._clashes(position, columns):
+                    break
+            note("renamed", f"{target} {old_value!r} is taken; imported as {columns[spec.column(target)]!r}")
+        return _Outcome(ImportKind.INSERTED)
+
+    def _insert(self) -> None:
+        connection, table = self.connection, self.table
+        new_rows = [i for i, o in enumerate(self.outcomes) if o.kind is ImportKind.INSERTED]
+        keep = [i for i in new_rows if self.rows[i].keep_pk]
+        if keep:
+            self._insert_keeping_pks(keep)
+        fresh = [i for i in new_rows if self.outcomes[i].target is None]
+        if fresh:
+            statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            ids = connection.execute(statement, [self.columns[i] for i in fresh]).scalars().all()
+            for i, new_id in zip(fresh, ids, strict=True):
+                self.outcomes[i].target = new_id
+        for i, outcome in enumerate(self.outcomes):
+            if outcome.same_as is not None:
+                outcome.target = self.outcomes[outcome.same_as].target
+            if outcome.kind is ImportKind.OVERWRITE and outcome.target is not None:
+                connection.execute(
+                    update(table).where(table.c.id == outcome.target).values(**self.columns[i])
+                )
+
+    def _insert_keeping_pks(self, indexes: list[int]) -> None:
+        connection, table = self.connection, self.table
+        taken = {
+            r.id
+            for part in _chunks(self.rows[i].old_pk for i in indexes)
+            for r in connection.execute(select(table.c.id).where(table.c.id.in_(part)))
+        }
+        for i in indexes:
+            row = self.rows[i]
+            if row.old_pk in taken:
+                reason = f"pk {row.old_pk} is taken; the instance gets a new pk"
+                self.findings.append(Finding("new_pk", self.spec.name, row.ordinal, row.old_pk, None, reason))
+                continue
+            connection.execute(insert(table).values(id=row.old_pk, **self.columns[i]))
+            self.outcomes[i].target = row.old_pk
+        if connection.dialect.name == "postgresql":
+            # Explicit ids do not move the sequence: move it past them.
+            connection.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608 - our own table
+                    f"(SELECT MAX(id) FROM {table.name}))"
+                )
+            )
+
+    def _entries(self) -> tuple[Entry, ...]:
+        spec = self.spec
+        named = next(
+            (u.fields[-1] for u in spec.uniques if u.on_clash in (OnClash.SUFFIX, OnClash.MERGE_OR_SUFFIX)),
+            None,
+        )
+        entries = []
+        for row, outcome, columns in zip(self.rows, self.outcomes, self.columns, strict=True):
+            assert outcome.target is not None
+            value = (
+                str(columns[spec.column(named)]) if named and outcome.kind is ImportKind.INSERTED else None
+            )
+            entries.append(Entry(row.old_pk, outcome.target, outcome.kind, value))
+        new_pks = {e.old_pk: e.new_pk for e in entries}
+        self.findings[:] = [
+            Finding(
+                f.kind,
+                f.model,
+                f.ordinal,
+                f.old_pk,
+                None if f.old_pk is None else new_pks.get(f.old_pk),
+                f.reason,
+            )
+            for f in self.findings
+        ]
+        return tuple(entries)

@@ -1,0 +1,61 @@
+"""What the import engine asks the silo that owns a model to write, and what it answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.relocation.findings import Finding
+from shared.relocation.pkmap import ImportKind
+from shared.relocation.spec import ImportScope
+
+
+@dataclass(frozen=True)
+class Row:
+    """One instance ready to write: foreign keys already remapped to the owning silos' pks."""
+
+    #: 1-based position among the export's instances of this model.
+    ordinal: int
+    old_pk: int
+    #: Field name -> value in export form (JSON values, dates as strings).
+    values: dict[str, Any]
+    #: Keep this primary key if it is free (projects in global imports keep their ids).
+    keep_pk: bool = False
+    #: Context for collision handling that is not a field (e.g. ``org_slug`` for minted tokens).
+    hints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    import_id: str
+    scope: ImportScope
+    merge_users: bool = False
+    overwrite_configs: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive instances of one model; ``first_ordinal`` with the import id and model is the key
+    under which the write is recorded (and replayed)."""
+
+    model: str
+    first_ordinal: int
+    rows: tuple[Row, ...]
+    options: BatchOptions
+
+
+@dataclass(frozen=True)
+class Entry:
+    old_pk: int
+    new_pk: int
+    kind: ImportKind
+    #: The row's unique value after collision handling (username, slug), when the model has one.
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    entries: tuple[Entry, ...]
+    findings: tuple[Finding, ...] = ()
+    #: True when an earlier run of the same import had written this batch already.
+    replayed: bool = False

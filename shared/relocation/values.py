@@ -1,0 +1,101 @@
+"""Field values between their export form (Sentry's JSON) and their database form."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shared.relocation.spec import Field, Kind
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class BadValue(ValueError):
+    """A field's value has the wrong type or size; the message says what was expected."""
+
+
+def parse_datetime(value: str) -> datetime:
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadValue(f"expected an ISO 8601 date and time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """Sentry's export form: UTC, milliseconds, ``Z``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue(f"expected an integer, got {json.dumps(value)[:60]}")
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise BadValue(f"integer {value} does not fit in 64 bits")
+    return value
+
+
+def _str(field: Field, value: object) -> str:
+    if not isinstance(value, str):
+        raise BadValue(f"expected a string, got {json.dumps(value)[:60]}")
+    if field.max_length is not None and len(value) > field.max_length:
+        raise BadValue(f"longer than {field.max_length} characters ({len(value)})")
+    return value
+
+
+def _bool(_field: Field, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise BadValue(f"expected true or false, got {json.dumps(value)[:60]}")
+    return value
+
+
+def _datetime(_field: Field, value: object) -> datetime:
+    if not isinstance(value, str):
+        raise BadValue(f"expected a date string, got {json.dumps(value)[:60]}")
+    return parse_datetime(value)
+
+
+def _flags(_field: Field, value: object) -> int:
+    return _int(int(value)) if isinstance(value, str) and value.isdigit() else _int(value)
+
+
+_PARSERS: dict[Kind, Callable[[Field, object], object]] = {
+    Kind.STR: _str,
+    Kind.TEXT: _str,
+    Kind.INT: lambda _field, value: _int(value),
+    Kind.BOOL: _bool,
+    Kind.DATETIME: _datetime,
+    Kind.FLAGS: _flags,
+    Kind.JSON: lambda _field, value: json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+}
+
+
+def parse_value(field: Field, value: object) -> object:
+    """The database value of ``field`` for an export value; raises :class:`BadValue`."""
+    if value is None:
+        if not field.nullable:
+            raise BadValue("must not be null")
+        return None
+    return _PARSERS[field.kind](field, value)
+
+
+def dump_value(field: Field, value: object) -> object:
+    """The export value of ``field`` for a database value."""
+    if value is None:
+        return None
+    if field.kind is Kind.DATETIME:
+        assert isinstance(value, datetime)
+        return format_datetime(value)
+    if field.kind is Kind.FLAGS:
+        return str(value)
+    if field.kind is Kind.JSON:
+        assert isinstance(value, str)
+        return json.loads(value)
+    return value
