@@ -396,6 +396,15 @@ MODELS: tuple[ModelSpec, ...] = (
             fk("owner_user_id", "sentry.user", null=True),
         ),
     ),
+    # Django's site record: part of full restores only.
+    ModelSpec(
+        "sites.site",
+        R,
+        GLOBAL,
+        (s("domain", 100), s("name", 50)),
+        uniques=(u("domain"),),
+        table="django_site",
+    ),
     # ---- organization auth tokens (control; written after the slugs are final) -------------------
     ModelSpec(
         "sentry.orgauthtoken",
