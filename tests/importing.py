@@ -31,7 +31,7 @@ def run_import(
     source: Path | str,
     *extra: str,
     cwd: Path,
-    stdin: bytes | None = None,
+    stdin: str | None = None,
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     args = [SILOPORT, "import", scope, str(source), "--no-prompt", *extra]
