@@ -46,7 +46,7 @@ def run_import(
         args,
         cwd=cwd,
         capture_output=True,
-        text=stdin is None,
+        text=True,
         timeout=timeout,
         env=env,
         check=False,

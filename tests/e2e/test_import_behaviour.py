@@ -31,7 +31,7 @@ class Env:
     workdir: Path
 
     def run(
-        self, scope: str, source: Path | str, *extra: str, stdin: bytes | None = None
+        self, scope: str, source: Path | str, *extra: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return run_import(self.silos, self.region_db, scope, source, *extra, cwd=self.workdir, stdin=stdin)
 
@@ -72,8 +72,9 @@ def test_second_import_renames_users_unless_merged(env: Env) -> None:
     assert originals == {"admin@example.com", "member@example.com"}
     for pk in (1, 2):
         new_pk, kind, name = second.entries["sentry.user"][pk]
-        assert kind == "inserted" and name not in originals and name is not None
-        assert name.startswith(first.entries["sentry.user"][pk][2] + "-")
+        first_name = first.entries["sentry.user"][pk][2]
+        assert kind == "inserted" and name not in originals and name is not None and first_name is not None
+        assert name.startswith(first_name + "-")
         assert new_pk != first.entries["sentry.user"][pk][0]
     assert env.counts()["sentry.user"] == 4
     merged = env.ok("users", source, "--merge-users")
@@ -227,7 +228,7 @@ def test_stdin_unknown_models_and_strict(env: Env) -> None:
         *load(FIXTURES / "single-option.json"),
         {"model": "sentry.widget", "pk": 1, "fields": {"colour": "red"}},
     ]
-    data = json.dumps(records).encode()
+    data = json.dumps(records)
     result = env.run("config", "-", "--findings-file", str(env.workdir / "f.json"), stdin=data)
     assert result.returncode == 0, result.stderr
     findings = json.loads((env.workdir / "f.json").read_text())
@@ -241,7 +242,7 @@ def test_stdin_unknown_models_and_strict(env: Env) -> None:
     } in findings
     strict = env.run("config", "-", "--strict", stdin=data)
     assert strict.returncode == 3
-    stderr = strict.stderr.decode() if isinstance(strict.stderr, bytes) else strict.stderr
+    stderr = strict.stderr
     assert "siloport: error: <stdin>:1:" in stderr
     assert "sentry.widget pk 1: siloport does not know this model (--strict)" in stderr
 

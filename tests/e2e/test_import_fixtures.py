@@ -86,7 +86,7 @@ def check_instance(state: Imported, scope: ImportScope, record: dict[str, Any], 
         assert row["validation_hash"] != record["fields"]["validation_hash"]
         sanitized |= {"is_verified", "validation_hash", "date_hash_added"}
     if model == "sentry.organization":
-        assert row["slug"] == unique_value
+        assert row["slug"] == unique_value and unique_value is not None
         assert unique_value.startswith(record["fields"]["slug"][:20])
         sanitized.add("slug")
     for field in spec.fields:
