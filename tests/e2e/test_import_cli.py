@@ -1,0 +1,131 @@
+"""The import command as an operator meets it: the bundled example on the embedded default, progress,
+the summary, the confirmation prompt, --help."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.importing import SILOPORT
+
+pytestmark = pytest.mark.e2e
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-export.json"
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without any SILOPORT_ setting: the embedded default."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SILOPORT_")}
+
+
+def test_example_import_on_the_embedded_default_ends_with_the_summary(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [SILOPORT, "import", "organizations", str(EXAMPLE), "--no-prompt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^import id: [0-9a-f-]{36}$", result.stdout, re.M)
+    assert re.search(r"^sentry\.organization\s+3\s+0\s+0\s+0$", result.stdout, re.M)
+    assert re.search(r"^sentry\.user\s+9\s+0\s+0\s+0$", result.stdout, re.M)
+    for slug in ("acme", "globex", "initech"):
+        assert f"  {slug} -> {slug}\n" in result.stdout
+    # Progress, one line per model when not on a terminal.
+    assert re.search(r"sentry\.organizationmember\s+9/9\s+100%", result.stderr)
+    assert {p.name for p in (tmp_path / ".siloport").iterdir()} >= {"control.sqlite3", "region-local.sqlite3"}
+    # The local silos were stopped.
+    again = subprocess.run(
+        [SILOPORT, "import", "organizations", str(EXAMPLE), "--no-prompt", "--silent"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
+        check=False,
+    )
+    assert again.returncode == 0 and again.stdout == "" and again.stderr == ""
+
+
+def test_the_prompt_asks_before_writing(tmp_path: Path) -> None:
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [SILOPORT, "import", "organizations", str(EXAMPLE)],
+        cwd=tmp_path,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=clean_env(),
+    )
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in seen and time.monotonic() < deadline:
+        try:
+            seen += os.read(primary, 1024)
+        except OSError:
+            break
+    assert b"Import 93 instances of 14 models" in seen and b"(organizations scope)" in seen
+    os.write(primary, b"n\n")
+    assert process.wait(timeout=60) == 1
+    while True:
+        try:
+            chunk = os.read(primary, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert b"import cancelled; nothing was written" in seen
+    assert not (tmp_path / ".siloport" / "region-local.sqlite3").exists()
+
+
+def test_import_help_explains_scopes_flags_and_exit_codes(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [SILOPORT, "import", "--help"], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 0
+    for text in (
+        "--filter-usernames",
+        "--filter-org-slugs",
+        "--merge-users",
+        "--overwrite-configs",
+        "--findings-file",
+        "--no-prompt",
+        "--silent",
+        "--import-uuid",
+        "--strict",
+        "organizations",
+        "exit codes",
+        "resumable",
+    ):
+        assert text in result.stdout, text
+
+
+def test_flags_that_do_not_fit_the_scope_are_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [SILOPORT, "import", "users", str(EXAMPLE), "--filter-org-slugs", "acme"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "--filter-org-slugs goes with 'import organizations'" in result.stderr
+    result = subprocess.run(
+        [SILOPORT, "import", "users", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "missing.json: no such file" in result.stderr
