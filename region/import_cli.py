@@ -16,6 +16,7 @@ from region.bootstrap import bootstrap
 from region.cli import add_region_database_arguments, settings_from
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.engine import ImportSummary
+from region.importer.errors import NotAnExport
 from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
 from region.importer.scan import Scan, scan_export
 from shared.cli import CliError, add_rpc_arguments, env_default
@@ -23,7 +24,6 @@ from shared.config import data_dir
 from shared.errors import SharedError
 from shared.launcher import LocalSilos
 from shared.relocation.findings import Finding, FindingsLog
-from shared.relocation.reader import ExportFormatError
 from shared.relocation.spec import ImportScope
 
 SCOPE_HELP = {
@@ -65,6 +65,7 @@ def options_from(args: argparse.Namespace) -> ImportOptions:
         filter_org_slugs=_filter(args.filter_org_slugs),
         strict=args.strict,
         batch_size=args.batch_size,
+        accept_changed_source=args.accept_changed_source,
     )
 
 
@@ -84,12 +85,8 @@ def _opener(path: Path) -> Callable[[], AbstractContextManager[TextIO]]:
             with path.open(encoding="utf-8", newline="") as stream:
                 yield stream
         except UnicodeDecodeError as exc:
-            raise ExportFormatError(
-                str(path),
-                0,
-                0,
-                f"not UTF-8 text (byte {exc.start}): an export is JSON; "
-                "encrypted archives need --decrypt-with",
+            raise NotAnExport(
+                f"{path}: not UTF-8 text ({exc.reason}); an export is a JSON list of records"
             ) from None
 
     return open_source
@@ -114,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             summary = _import(args, options, findings, stack)
         except SharedError as exc:
+            if findings.errors:  # the engine has recorded this failure already
+                raise
             findings.add(
                 Finding(
                     "error", str(getattr(exc, "model", "") or ""), 0, getattr(exc, "pk", None), None, str(exc)
@@ -216,6 +215,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--strict",
         action="store_true",
         help="unknown models and references the export does not resolve are errors",
+    )
+    parser.add_argument(
+        "--accept-changed-source",
+        action="store_true",
+        help="resume an import although its export changed since the first run (for corrections to "
+        "records not yet written)",
     )
     parser.add_argument(
         "--batch-size",

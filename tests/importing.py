@@ -19,7 +19,8 @@ from region.db.models import RELOCATION_TABLES as REGION_TABLES
 from shared.db.engine import make_engine
 from tests.helpers import SECRET, Silos
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sentry"
+#: Copies of Sentry's export fixtures (tests/fixtures/sentry/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sentry"
 SILOPORT = str(Path(sys.executable).parent / "siloport")
 TABLES = {**CONTROL_TABLES, **REGION_TABLES}
 

@@ -7,10 +7,11 @@ import grpc
 from control import ping
 from control.errors import ControlError, UnknownRegion
 from control.ports import BatchWriterPort, RegionPort
-from shared.db.relocation_writer import WriteRefused, WrongSilo
+from shared.db.relocation_writer import WrongSilo
 from shared.ping import hops_from_proto, hops_to_proto
+from shared.relocation.batch import WriteRefused
 from shared.rpc.errors import ErrorTable, translate_errors, unimplemented
-from shared.rpc.relocation import batch_from_proto, result_to_proto
+from shared.rpc.relocation import MalformedBatch, batch_from_proto, result_to_proto
 from shared.rpc.v1 import common_pb2, control_pb2, control_pb2_grpc
 
 #: The one table from control's domain errors to status codes.
@@ -18,7 +19,7 @@ ERRORS: ErrorTable = {
     UnknownRegion: grpc.StatusCode.FAILED_PRECONDITION,
     WriteRefused: grpc.StatusCode.INVALID_ARGUMENT,
     WrongSilo: grpc.StatusCode.FAILED_PRECONDITION,
-    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
+    MalformedBatch: grpc.StatusCode.INVALID_ARGUMENT,
     ControlError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from region.db.models import RegionImport
-from region.importer.errors import OptionsMismatch
+from region.importer.errors import OptionsMismatch, SourceChanged
 from region.importer.options import ImportOptions
 
 
@@ -37,6 +37,14 @@ class SqlImportLedger:
                     f"import {options.import_id} was started with other options ({record.options}); "
                     f"a resumed import must use the same scope, flags, filters and batch size"
                 )
+            if record.source_digest != digest:
+                if not options.accept_changed_source:
+                    raise SourceChanged(
+                        f"the export differs from the one import {options.import_id} started with; batches "
+                        "already written came from the old file. Start a new import, or, if only records "
+                        "not yet written were corrected, resume with --accept-changed-source"
+                    )
+                record.source_digest = digest
             record.status = "running"
             return True
 

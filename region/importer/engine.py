@@ -9,25 +9,27 @@ twice) and goes on from the first batch that was not recorded.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from region.importer.errors import BatchFailed, ControlUnreachable
+from region.importer.errors import BatchFailed, ControlUnreachable, WriteFailed
 from region.importer.options import ImportOptions
 from region.importer.ports import Ledger, Progress, Writer
-from region.importer.prepare import Preparer, Unresolved
+from region.importer.prepare import Preparer
 from region.importer.scan import Scan, records, scan_export
 from shared.errors import SharedError
-from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row
+from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row, WriteRefused
 from shared.relocation.findings import Finding, FindingsLog
 from shared.relocation.pkmap import ImportKind, PrimaryKeyMap
-from shared.relocation.reader import ExportFormatError, Record
+from shared.relocation.reader import Record
 from shared.relocation.registry import lookup
 from shared.relocation.spec import ModelSpec, Silo
 
+_LOGGER = logging.getLogger(__name__)
 ORGANIZATION = "sentry.organization"
 
 
@@ -123,7 +125,10 @@ class ImportEngine:
                     ):
                         self._write(batch, preparer, summary)
         except BaseException:
-            self._ledger.fail(self.options.import_id)
+            try:
+                self._ledger.fail(self.options.import_id)
+            except Exception:  # the original error matters more than the ledger's
+                _LOGGER.exception("could not mark import %s as failed", self.options.import_id)
             raise
         finally:
             self._progress.finish()
@@ -182,17 +187,7 @@ class ImportEngine:
             where[record.pk] = record
             if spec.name == ORGANIZATION:
                 self._org_slugs[record.pk] = str(record.fields.get("slug") or "")
-            try:
-                row, findings = preparer.prepare(spec, record, ordinal)
-            except Unresolved as exc:
-                self._findings.add(Finding("error", spec.name, ordinal, record.pk, None, exc.finding.reason))
-                raise ExportFormatError(
-                    self._source,
-                    record.line,
-                    record.column,
-                    f"{spec.name} pk {record.pk}: {exc.finding.reason} (--strict)",
-                    record=record.index,
-                ) from None
+            row, findings = preparer.prepare(spec, record, ordinal)
             for finding in findings:
                 self._findings.add(finding)
             if row is None:
@@ -231,26 +226,27 @@ class ImportEngine:
     def _failure(
         self, spec: ModelSpec, batch: Batch, where: dict[int, Record], exc: SharedError
     ) -> SharedError:
-        code = getattr(exc, "code", None)
-        if code is not None and code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
-            message = (
-                f"control did not answer while writing {spec.name} from #{batch.first_ordinal}: {exc}. "
-                f"Nothing of that batch was lost; run again with --import-uuid {self.options.import_id}"
-            )
+        resume = f"run again with --import-uuid {self.options.import_id} to resume"
+        # Errors from control carry a gRPC status `code`, a `reason` and a `detail` (shared.rpc.errors).
+        code = getattr(getattr(exc, "code", None), "name", "")
+        if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            message = f"control did not answer while writing {spec.name} from #{batch.first_ordinal}: {exc}"
             self._findings.add(Finding("error", spec.name, batch.first_ordinal, None, None, message))
-            return ControlUnreachable(message)
+            return ControlUnreachable(f"{message}; {resume}")
+        refused = isinstance(exc, WriteRefused) or getattr(exc, "reason", "") == "write_refused"
         detail = getattr(exc, "detail", None)
-        pk_text = str(getattr(exc, "pk", "") or (detail.pk if detail is not None else ""))
-        pk = int(pk_text) if pk_text.lstrip("-").isdigit() else batch.rows[0].old_pk
+        pk_text = str(getattr(exc, "pk", "") or getattr(detail, "pk", ""))
+        pk = int(pk_text) if refused and pk_text.lstrip("-").isdigit() else batch.rows[0].old_pk
         record = where.get(pk) or where[batch.rows[0].old_pk]
         ordinal = next((r.ordinal for r in batch.rows if r.old_pk == pk), batch.first_ordinal)
-        message = getattr(exc, "message", None) or str(exc)
-        self._findings.add(Finding("error", spec.name, ordinal, pk, None, message))
+        message = str(getattr(exc, "message", "") or exc)
+        self._findings.add(Finding("error", spec.name, ordinal, pk if refused else None, None, message))
         position = f"{self._source}:{record.line}:{record.column} (record {record.index})"
-        return BatchFailed(
-            position,
-            spec.name,
-            pk,
-            f"{message}. Batches before it are written; fix the input and run again with "
-            f"--import-uuid {self.options.import_id} to resume",
+        if refused:
+            return BatchFailed(
+                position, spec.name, pk, f"{message}. Batches before it are written; fix it and {resume}"
+            )
+        return WriteFailed(
+            f"{position}: writing {spec.name} from #{batch.first_ordinal} failed: {message}; "
+            f"batches before it are written; {resume}"
         )

@@ -11,10 +11,22 @@ class ImportFailed(RegionError):
     exit_code = 2
 
 
+class NotAnExport(ImportFailed):
+    """The source cannot be read as an export at all."""
+
+    exit_code = 3
+
+
 class OptionsMismatch(ImportFailed):
     """A resumed import was started with other options than its first run."""
 
     reason = "options_mismatch"
+
+
+class SourceChanged(ImportFailed):
+    """A resumed import was given another file than its first run."""
+
+    reason = "source_changed"
 
 
 class BatchFailed(ImportFailed):
@@ -28,7 +40,12 @@ class BatchFailed(ImportFailed):
         super().__init__(f"{where}: {message}")
 
 
+class WriteFailed(ImportFailed):
+    """A batch could not be written for a reason other than its data (e.g. the database went away)."""
+
+
 class ControlUnreachable(ImportFailed):
-    """Control did not answer; nothing of the failed batch was written there."""
+    """Control did not answer in time; control may or may not have written the batch, and a rerun
+    with the same import id replays or writes it."""
 
     exit_code = 5

@@ -24,6 +24,8 @@ class ImportOptions:
     strict: bool = False
     #: Most instances per batch (one transaction, one chunk record, at most one RPC).
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: Resume even though the export's contents changed since the first run (not part of the fingerprint).
+    accept_changed_source: bool = False
 
     def fingerprint(self) -> str:
         """What a resumed run must match: everything that decides what gets written."""

@@ -17,14 +17,6 @@ from shared.relocation.registry import REGISTRY
 from shared.relocation.spec import ImportScope, ModelSpec
 
 
-class Unresolved(Exception):
-    """A reference the export does not resolve, under --strict."""
-
-    def __init__(self, finding: Finding) -> None:
-        self.finding = finding
-        super().__init__(finding.reason)
-
-
 @dataclass(frozen=True)
 class Preparer:
     options: ImportOptions
@@ -63,21 +55,9 @@ class Preparer:
                 continue
             why = self._missing(fk.target, old)
             if not fk.nullable:
-                dropped = drop("dropped_orphan", f"{fk.name} refers to {fk.target} pk {old}, which {why}")
-                if self.options.strict:
-                    raise Unresolved(dropped[1][0])
-                return dropped
-            finding = Finding(
-                "nulled_reference",
-                spec.name,
-                ordinal,
-                record.pk,
-                None,
-                f"{fk.name} referred to {fk.target} pk {old}, which {why}; set to null",
-            )
-            if self.options.strict:
-                raise Unresolved(finding)
-            findings.append(finding)
+                return drop("dropped_orphan", f"{fk.name} refers to {fk.target} pk {old}, which {why}")
+            reason = f"{fk.name} referred to {fk.target} pk {old}, which {why}; set to null"
+            findings.append(Finding("nulled_reference", spec.name, ordinal, record.pk, None, reason))
             values[fk.name] = None
         prepare = PREPARERS.get(spec.name)
         if prepare is not None:
@@ -96,7 +76,7 @@ class Preparer:
         if (
             spec.name == "sentry.email"
             and scan.keep_emails is not None
-            and (str(record.fields.get("email") or "") not in scan.keep_emails)
+            and (str(record.fields.get("email") or "").casefold() not in scan.keep_emails)
         ):
             return "not an email of a filtered user"
         if (

@@ -19,6 +19,8 @@ from shared.relocation.registry import MODELS, lookup
 from shared.relocation.spec import ModelSpec
 from shared.relocation.values import BadValue, parse_value
 
+_INT64 = (-(2**63), 2**63 - 1)
+
 #: Model -> the models whose foreign keys point at it (an export must list it before them).
 DEPENDENTS: dict[str, frozenset[str]] = {
     target: frozenset(spec.name for spec in MODELS for fk in spec.foreign_keys if fk.target == target)
@@ -78,9 +80,21 @@ def check_record(source: str, spec: ModelSpec, record: Record) -> None:
                 raise invalid(source, record, f"field {fk.name!r} must not be null")
             if fk.name not in record.fields and not fk.nullable:
                 raise invalid(source, record, f"missing required field {fk.name!r}")
-        elif isinstance(value, bool) or not isinstance(value, int):
+        elif isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
             raise invalid(
                 source, record, f"field {fk.name!r} must hold the pk of a {fk.target}, got {value!r}"
+            )
+
+
+def check_references(source: str, spec: ModelSpec, record: Record, pks: dict[str, set[int]]) -> None:
+    """--strict: every reference must name an instance listed earlier in the export."""
+    for fk in spec.foreign_keys:
+        value = record.fields.get(fk.name)
+        if value is not None and value not in pks.get(fk.target, ()):
+            raise invalid(
+                source,
+                record,
+                f"{fk.name} refers to {fk.target} pk {value}, which the export does not hold (--strict)",
             )
 
 
@@ -99,7 +113,7 @@ class _Collector:
         if record.model == "sentry.user":
             self.user_names[record.pk] = (str(fields.get("username") or ""), str(fields.get("email") or ""))
         elif record.model == "sentry.useremail" and isinstance(fields.get("user"), int):
-            self.user_emails[fields["user"]].add(str(fields.get("email") or ""))
+            self.user_emails[fields["user"]].add(str(fields.get("email") or "").casefold())
         elif record.model == "sentry.organization":
             self.org_slugs[record.pk] = str(fields.get("slug") or "")
         elif record.model == "sentry.organizationmember":
@@ -120,7 +134,7 @@ class _Collector:
             users = {user for org, user in self.members if org in keep_orgs}
         else:
             return None, None, None
-        emails = {self.user_names[pk][1] for pk in users if pk in self.user_names}
+        emails = {self.user_names[pk][1].casefold() for pk in users if pk in self.user_names}
         for pk in users:
             emails |= self.user_emails.get(pk, set())
         return frozenset(users), frozenset(emails), keep_orgs
@@ -130,6 +144,8 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
     reader = HashingReader(stream)
     counts: dict[str, int] = {}
     first_seen: dict[str, Record] = {}
+    #: Every model's pks so far: duplicates are refused, and --strict checks references against them.
+    pks: dict[str, set[int]] = defaultdict(set)
     collector = _Collector(options)
     total = 0
     for record in read_records(reader, source):  # type: ignore[arg-type]
@@ -141,6 +157,15 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
                 raise invalid(source, record, "siloport does not know this model (--strict)")
             continue
         check_record(source, spec, record)
+        if record.pk in pks[spec.name]:
+            raise invalid(
+                source, record, "this pk appears twice for the model; an export lists each instance once"
+            )
+        if not _INT64[0] <= record.pk <= _INT64[1]:
+            raise invalid(source, record, "pk does not fit in 64 bits")
+        pks[spec.name].add(record.pk)
+        if options.strict:
+            check_references(source, spec, record, pks)
         for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):
             earlier = first_seen[dependent]
             raise invalid(

@@ -43,6 +43,11 @@ def _table(metadata: MetaData, spec: ModelSpec) -> Table:
     for field in spec.fields:
         kind_type = String(field.max_length) if field.kind is Kind.STR else _TYPES[field.kind]
         columns.append(Column(field.column, kind_type, nullable=field.nullable))
+    for name in spec.folded:
+        field = next(f for f in spec.fields if f.name == name)
+        # Casefolding may lengthen a string (e.g. "ß" -> "ss"); at most threefold.
+        length = field.max_length * 3 if field.max_length else None
+        columns.append(Column(f"{name}_ci", String(length), nullable=field.nullable))
     for fk in spec.foreign_keys:
         target = REGISTRY.get(fk.target)
         constraint = (
@@ -50,7 +55,9 @@ def _table(metadata: MetaData, spec: ModelSpec) -> Table:
         )
         columns.append(Column(fk.column, BigInteger(), *constraint, nullable=fk.nullable, index=True))
     uniques = [
-        UniqueConstraint(*(spec.column(name) for name in unique.fields), name=f"uq_{spec.table}_{i}")
+        UniqueConstraint(
+            *(spec.key_column(unique, name) for name in unique.fields), name=f"uq_{spec.table}_{i}"
+        )
         for i, unique in enumerate(spec.uniques)
     ]
     return Table(spec.table, metadata, *columns, *uniques)

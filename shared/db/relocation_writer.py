@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Connection, Engine, Table, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from shared.errors import SharedError
-from shared.relocation.batch import Batch, BatchResult, Entry, Row
+from shared.errors import DatabaseUnavailable, SharedError
+from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
 from shared.relocation.findings import Finding
 from shared.relocation.hooks import REGENERATORS, needs_suffix, suffix_rng, suffixed_candidates
 from shared.relocation.pkmap import ImportKind
@@ -27,18 +27,6 @@ ATTEMPTS = 3
 IN_CHUNK = 500
 
 Key = tuple[Any, ...]
-
-
-class WriteRefused(SharedError):
-    """The database refused a row; names the model, the instance and the database's reason."""
-
-    reason = "write_refused"
-    exit_code = 4
-
-    def __init__(self, model: str, ordinal: int, pk: int, message: str) -> None:
-        self.model, self.ordinal, self.pk = model, ordinal, pk
-        self.fields = {"ordinal": str(ordinal)}
-        super().__init__(f"{model} #{ordinal} (pk {pk}): {message}")
 
 
 class WrongSilo(SharedError):
@@ -65,8 +53,26 @@ def _key(spec: ModelSpec, unique: Unique, columns: Mapping[str, Any]) -> Key | N
         value = columns.get(spec.column(name))
         if value is None:
             return None
-        values.append(value.lower() if unique.casefold and isinstance(value, str) else value)
+        values.append(value.casefold() if unique.casefold and isinstance(value, str) else value)
     return tuple(values)
+
+
+def _fold(spec: ModelSpec, columns: dict[str, Any]) -> None:
+    """Set the ``<name>_ci`` columns from the current values (after any renaming)."""
+    for name in spec.folded:
+        value = columns.get(name)
+        columns[f"{name}_ci"] = value.casefold() if isinstance(value, str) else None
+
+
+def _first_line(error: DBAPIError) -> str:
+    return str(error.orig if error.orig is not None else error).strip().splitlines()[0]
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    """A lost race on a unique key (worth a retry), not a broken reference."""
+    if getattr(error.orig, "sqlstate", None) == "23505":
+        return True
+    return "UNIQUE constraint failed" in str(error.orig)
 
 
 def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list[Any]]:
@@ -92,6 +98,14 @@ class BatchWriter:
         table = self._tables.get(batch.model)
         if table is None:
             raise WrongSilo(batch.model)
+        try:
+            return self._write_with_retries(table, batch)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"database error while writing {batch.model}: {_first_line(exc)}"
+            ) from exc
+
+    def _write_with_retries(self, table: Table, batch: Batch) -> BatchResult:
         last: DBAPIError | None = None
         for attempt in range(ATTEMPTS):
             try:
@@ -103,6 +117,9 @@ class BatchWriter:
                     self._record(connection, batch, result)
                     return result
             except IntegrityError as exc:
+                last = exc
+                if not _is_unique_violation(exc):
+                    break
                 # Another writer took a unique value (or recorded this very batch) since we looked.
                 with self._engine.connect() as connection:
                     stored = self.stored(connection, batch)
@@ -111,7 +128,8 @@ class BatchWriter:
                 _LOGGER.info(
                     "batch %s#%d hit a unique key, attempt %d", batch.model, batch.first_ordinal, attempt + 1
                 )
-                last = exc
+            except OperationalError:
+                raise
             except DBAPIError as exc:
                 last = exc
                 break
@@ -161,6 +179,7 @@ class BatchWriter:
                 raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"field {f.name!r}: {exc}") from None
         for fk in spec.foreign_keys:
             columns[fk.column] = row.values.get(fk.name)
+        _fold(spec, columns)
         return columns
 
     def _write(self, connection: Connection, table: Table, batch: Batch) -> BatchResult:
@@ -171,29 +190,25 @@ class BatchWriter:
     # ---- failures ---------------------------------------------------------------------------------
 
     def _locate(self, table: Table, batch: Batch, error: DBAPIError) -> WriteRefused:
-        """Find the first row the database refuses on its own, to name it."""
+        """Write the batch again, the same way, one row at a time, to name the row the database refuses."""
         spec = REGISTRY[batch.model]
-        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
         with self._engine.connect() as connection:
             transaction = connection.begin()
             try:
-                for row in batch.rows:
-                    try:
-                        with connection.begin_nested():
-                            connection.execute(insert(table).values(**self._columns(spec, row)))
-                    except DBAPIError as exc:
-                        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-                        return WriteRefused(
-                            spec.name, row.ordinal, row.old_pk, f"the database refused it: {first}"
-                        )
+                columns = [self._columns(spec, row) for row in batch.rows]
+                _BatchWrite(connection, table, spec, batch, columns, one_by_one=True).run()
+            except WriteRefused as refused:
+                return refused
+            except DBAPIError:
+                pass
             finally:
                 transaction.rollback()
-        first_row = batch.rows[0]
+        first = batch.rows[0]
         return WriteRefused(
             spec.name,
-            first_row.ordinal,
-            first_row.old_pk,
-            f"the database refused batch #{batch.first_ordinal}: {reason}",
+            first.ordinal,
+            first.old_pk,
+            f"the database refused batch #{batch.first_ordinal}: {_first_line(error)}",
         )
 
 
@@ -207,8 +222,12 @@ class _BatchWrite:
         spec: ModelSpec,
         batch: Batch,
         columns: list[dict[str, Any]],
+        *,
+        one_by_one: bool = False,
     ) -> None:
         self.connection, self.table, self.spec, self.batch = connection, table, spec, batch
+        #: Insert each row in its own savepoint and name the first one refused (to explain a failure).
+        self.one_by_one = one_by_one
         self.rows = batch.rows
         self.columns = columns
         self.outcomes: list[_Outcome] = []
@@ -234,14 +253,12 @@ class _BatchWrite:
         keys = {key for c in self.columns if (key := _key(spec, unique, c)) is not None}
         if not keys:
             return {}
-        key_columns = [table.c[spec.column(name)] for name in unique.fields]
-        first = key_columns[0]
-        lookup = func.lower(first) if unique.casefold and isinstance(next(iter(keys))[0], str) else first
+        key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
         found: dict[Key, int] = {}
         for part in _chunks(sorted({k[0] for k in keys})):
-            for row in self.connection.execute(select(table.c.id, *key_columns).where(lookup.in_(part))):
-                values = dict(zip((c.name for c in key_columns), row[1:], strict=True))
-                key = _key(spec, unique, values)
+            statement = select(table.c.id, *key_columns).where(key_columns[0].in_(part)).order_by(table.c.id)
+            for row in self.connection.execute(statement):
+                key = tuple(row[1:])
                 if key in keys:
                     found.setdefault(key, row.id)
         return found
@@ -254,12 +271,10 @@ class _BatchWrite:
             return False
         if key in self.in_batch[position]:
             return True
-        conditions = []
-        for name, value in zip(unique.fields, key, strict=True):
-            column = self.table.c[self.spec.column(name)]
-            conditions.append(
-                (func.lower(column) if unique.casefold and isinstance(value, str) else column) == value
-            )
+        conditions = [
+            self.table.c[self.spec.key_column(unique, name)] == value
+            for name, value in zip(unique.fields, key, strict=True)
+        ]
         statement = select(self.table.c.id).where(*conditions).limit(1)
         return self.connection.execute(statement).first() is not None
 
@@ -300,21 +315,35 @@ class _BatchWrite:
                 note("merged", f"merged into the existing user with {described}")
                 return clash
             if unique.on_clash is OnClash.REGENERATE:
-                regenerate = REGENERATORS[(spec.name, target)]
-                for _ in range(20):
-                    regenerate(columns, row.hints)
-                    if not self._clashes(position, columns):
-                        break
+                self._regenerate(position, index)
                 note("regenerated", f"{target} clashed with an existing instance; a new one was generated")
                 continue
             old_value = str(columns[spec.column(target)])
-            rng = suffix_rng(options.import_id, spec.name, row.old_pk)
-            for candidate in suffixed_candidates(old_value, unique.max_length, rng):
-                columns[spec.column(target)] = candidate
-                if not self._clashes(position, columns):
-                    break
+            self._suffix(position, index)
             note("renamed", f"{target} {old_value!r} is taken; imported as {columns[spec.column(target)]!r}")
         return _Outcome(ImportKind.INSERTED)
+
+    def _regenerate(self, position: int, index: int) -> None:
+        """Fresh secret values until the unique key is free."""
+        spec, row, columns = self.spec, self.rows[index], self.columns[index]
+        target = spec.uniques[position].fields[-1]
+        regenerate = REGENERATORS[(spec.name, target)]
+        for _ in range(20):
+            regenerate(columns, row.hints)
+            if not self._clashes(position, columns):
+                return
+        raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"no free value for {target} after 20 tries")
+
+    def _suffix(self, position: int, index: int) -> None:
+        """The first free suffixed value (the database's unique index decides if all are taken)."""
+        spec, row, columns = self.spec, self.rows[index], self.columns[index]
+        unique = spec.uniques[position]
+        column = spec.column(unique.fields[-1])
+        rng = suffix_rng(self.batch.options.import_id, spec.name, row.old_pk)
+        for candidate in suffixed_candidates(str(columns[column]), unique.max_length, rng):
+            columns[column] = candidate
+            if not self._clashes(position, columns):
+                return
 
     def _insert(self) -> None:
         connection, table = self.connection, self.table
@@ -322,8 +351,25 @@ class _BatchWrite:
         keep = [i for i in new_rows if self.rows[i].keep_pk]
         if keep:
             self._insert_keeping_pks(keep)
+        for i in new_rows:
+            _fold(self.spec, self.columns[i])
         fresh = [i for i in new_rows if self.outcomes[i].target is None]
-        if fresh:
+        if fresh and self.one_by_one:
+            for i in fresh:
+                row = self.rows[i]
+                try:
+                    with connection.begin_nested():
+                        statement = insert(table).returning(table.c.id)
+                        new_id = connection.execute(statement, self.columns[i]).scalar_one()
+                except DBAPIError as exc:
+                    raise WriteRefused(
+                        self.spec.name,
+                        row.ordinal,
+                        row.old_pk,
+                        f"the database refused it: {_first_line(exc)}",
+                    ) from None
+                self.outcomes[i].target = new_id
+        elif fresh:
             statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
             ids = connection.execute(statement, [self.columns[i] for i in fresh]).scalars().all()
             for i, new_id in zip(fresh, ids, strict=True):
@@ -356,7 +402,8 @@ class _BatchWrite:
             connection.execute(
                 text(
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608 - our own table
-                    f"(SELECT MAX(id) FROM {table.name}))"
+                    f"GREATEST((SELECT MAX(id) FROM {table.name}), "
+                    f"nextval(pg_get_serial_sequence('{table.name}', 'id'))))"
                 )
             )
 

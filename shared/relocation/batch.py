@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import SharedError
 from shared.relocation.findings import Finding
 from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
@@ -59,3 +60,15 @@ class BatchResult:
     findings: tuple[Finding, ...] = ()
     #: True when an earlier run of the same import had written this batch already.
     replayed: bool = False
+
+
+class WriteRefused(SharedError):
+    """The database refused a row; names the model, the instance and the database's reason."""
+
+    reason = "write_refused"
+    exit_code = 4
+
+    def __init__(self, model: str, ordinal: int, pk: int, message: str) -> None:
+        self.model, self.ordinal, self.pk = model, ordinal, pk
+        self.fields = {"ordinal": str(ordinal)}
+        super().__init__(f"{model} #{ordinal} (pk {pk}): {message}")

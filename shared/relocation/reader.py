@@ -111,7 +111,13 @@ def _decode_value(cursor: _Cursor, record: int) -> tuple[Any, int]:
             # The value may simply continue past the window: read more and try again.
             if len(cursor.buffer) - cursor.pos < MAX_RECORD_CHARS and cursor.fill():
                 continue
+            if not cursor.eof and exc.pos >= len(cursor.buffer) - 1:
+                raise cursor.error(
+                    f"a record larger than {MAX_RECORD_CHARS >> 20} MiB", record=record
+                ) from None
             raise cursor.error(f"malformed JSON: {exc.msg}", exc.pos, record) from None
+        except RecursionError:
+            raise cursor.error("a record nested too deeply", record=record) from None
         if end == len(cursor.buffer) and not cursor.eof and cursor.fill():
             continue  # a number may continue in the next chunk
         return value, end

@@ -141,7 +141,6 @@ MODELS: tuple[ModelSpec, ...] = (
         USER,
         (s("email", 75), d("date_added")),
         uniques=(u("email", casefold=True),),
-        after=("sentry.user",),
     ),
     ModelSpec(
         "sentry.useremail",
@@ -150,7 +149,6 @@ MODELS: tuple[ModelSpec, ...] = (
         (s("email", 75), s("validation_hash", 32), d("date_hash_added"), b("is_verified", default=False)),
         (fk("user", "sentry.user"),),
         (u("user", "email"),),
-        after=("sentry.email",),
     ),
     ModelSpec(
         "sentry.useroption",

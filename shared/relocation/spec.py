@@ -122,8 +122,6 @@ class ModelSpec:
     fields: tuple[Field, ...]
     foreign_keys: tuple[ForeignKey, ...] = ()
     uniques: tuple[Unique, ...] = ()
-    #: Models this one must follow in an export although no foreign key says so.
-    after: tuple[str, ...] = ()
     #: Written only after the organizations' slugs are final.
     deferred: bool = False
     #: Table name in the owning silo's database.
@@ -143,3 +141,15 @@ class ModelSpec:
     def column(self, name: str) -> str:
         fk = self.foreign_key(name)
         return fk.column if fk else name
+
+    @property
+    def folded(self) -> tuple[str, ...]:
+        """String fields compared case-insensitively: each has a ``<name>_ci`` column holding its
+        casefolded value, and unique keys use that column, so the database enforces them."""
+        strings = {f.name for f in self.fields if f.kind in (Kind.STR, Kind.TEXT)}
+        names = [n for u in self.uniques if u.casefold for n in u.fields if n in strings]
+        return tuple(dict.fromkeys(names))
+
+    def key_column(self, unique: Unique, name: str) -> str:
+        """The column a unique key uses for field ``name``."""
+        return f"{name}_ci" if unique.casefold and name in self.folded else self.column(name)

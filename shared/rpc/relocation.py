@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from shared.errors import SharedError
 from shared.relocation.batch import Batch, BatchOptions, BatchResult, Entry, Row
 from shared.relocation.findings import Finding
 from shared.relocation.pkmap import ImportKind
@@ -39,18 +40,36 @@ def batch_to_proto(batch: Batch) -> control_pb2.ImportModelBatchRequest:
     )
 
 
+class MalformedBatch(SharedError):
+    """An ImportModelBatch request that does not describe a batch."""
+
+    reason = "malformed_batch"
+
+
 def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
+    if not request.import_id or request.first_ordinal < 1:
+        raise MalformedBatch("a batch needs an import id and a first ordinal of at least 1")
+    try:
+        scope = ImportScope(request.scope)
+    except ValueError:
+        raise MalformedBatch(f"unknown import scope {request.scope!r}") from None
     options = BatchOptions(
         import_id=request.import_id,
-        scope=ImportScope(request.scope),
+        scope=scope,
         merge_users=request.merge_users,
         overwrite_configs=request.overwrite_configs,
     )
-    rows = tuple(
-        Row(i.ordinal, i.old_pk, json.loads(i.fields_json), keep_pk=i.keep_pk, hints=dict(i.hints))
-        for i in request.instances
-    )
-    return Batch(request.model, request.first_ordinal, rows, options)
+    rows = []
+    for instance in request.instances:
+        try:
+            values = json.loads(instance.fields_json)
+        except ValueError as exc:
+            raise MalformedBatch(f"{request.model} #{instance.ordinal}: fields are not JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise MalformedBatch(f"{request.model} #{instance.ordinal}: fields must be a JSON object")
+        hints = dict(instance.hints)
+        rows.append(Row(instance.ordinal, instance.old_pk, values, keep_pk=instance.keep_pk, hints=hints))
+    return Batch(request.model, request.first_ordinal, tuple(rows), options)
 
 
 def result_to_proto(result: BatchResult) -> control_pb2.ImportModelBatchResponse:

@@ -200,6 +200,11 @@ BAD_INPUTS = {
         ":3:1 (record 2): sentry.organization pk 2: out of dependency order: sentry.team "
         "(first at line 2) refers to sentry.organization",
     ),
+    "duplicate pk": (
+        '[{"model": "sentry.option", "pk": 1, "fields": {"key": "a", "value": 1}},\n'
+        '{"model": "sentry.option", "pk": 1, "fields": {"key": "b", "value": 2}}]',
+        ":2:1 (record 1): sentry.option pk 1: this pk appears twice for the model",
+    ),
     "truncated": (
         '[{"model": "sentry.option", "pk": 1, "fields": {"key": "a", "value": 1}}',
         ":1:73: the file ends inside the list",
@@ -271,3 +276,11 @@ def test_resuming_with_other_options_is_refused(env: Env) -> None:
     )
     assert again.returncode == 2
     assert f"import {import_id} was started with other options" in again.stderr
+
+
+def test_strict_with_a_filter_imports_what_the_filter_keeps(env: Env) -> None:
+    source = write_export(env.workdir / "gen.json", generate(orgs=2, members=2))
+    state = env.ok("users", source, "--filter-usernames", "gen-user2@example.com", "--strict")
+    assert sorted(state.entries["sentry.user"]) == [2]
+    assert sorted(state.entries["sentry.useremail"]) == [2]
+    state.close()

@@ -2,7 +2,7 @@
 
 Revision ID: c0002
 Revises: c0001
-Create Date: 2026-11-25 15:29:57.959266
+Create Date: 2026-11-25 16:06:36.496150
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def upgrade() -> None:
         ),
         sa.Column("email", sa.String(length=75), nullable=False),
         sa.Column("date_added", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("email_ci", sa.String(length=225), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sentry_email")),
-        sa.UniqueConstraint("email", name="uq_sentry_email_0"),
+        sa.UniqueConstraint("email_ci", name="uq_sentry_email_0"),
     )
     op.create_table(
         "sentry_integration",
@@ -100,8 +101,9 @@ def upgrade() -> None:
         sa.Column("last_active", sa.DateTime(timezone=True), nullable=True),
         sa.Column("avatar_type", sa.BigInteger(), nullable=False),
         sa.Column("avatar_url", sa.String(length=120), nullable=True),
+        sa.Column("username_ci", sa.String(length=384), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sentry_user")),
-        sa.UniqueConstraint("username", name="uq_sentry_user_0"),
+        sa.UniqueConstraint("username_ci", name="uq_sentry_user_0"),
     )
     op.create_table(
         "sentry_userrole",

@@ -1,0 +1,98 @@
+"""The batch writer on both databases: collision rules, replay, and naming the refused row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pytest
+from sqlalchemy import Engine, Table, func, select
+
+from control.db.models import IMPORT_CHUNKS as CONTROL_CHUNKS
+from control.db.models import RELOCATION_TABLES as CONTROL_TABLES
+from control.db.schema import MIGRATIONS as CONTROL_MIGRATIONS
+from region.db.models import IMPORT_CHUNKS as REGION_CHUNKS
+from region.db.models import RELOCATION_TABLES as REGION_TABLES
+from region.db.schema import MIGRATIONS as REGION_MIGRATIONS
+from shared.db.engine import make_engine
+from shared.db.relocation_writer import BatchWriter
+from shared.relocation.batch import Batch, BatchOptions, Row, WriteRefused
+from shared.relocation.pkmap import ImportKind
+from shared.relocation.spec import ImportScope
+from tests.conftest import DatabaseFactory
+
+DATE = "2023-06-22T22:54:28.773Z"
+
+
+@pytest.fixture
+def control(make_database: DatabaseFactory) -> Iterator[BatchWriter]:
+    engine = make_engine(make_database("control"))
+    CONTROL_MIGRATIONS.upgrade(engine)
+    yield BatchWriter(engine, CONTROL_TABLES, CONTROL_CHUNKS)
+    engine.dispose()
+
+
+@pytest.fixture
+def region(make_database: DatabaseFactory) -> Iterator[BatchWriter]:
+    engine = make_engine(make_database("region"))
+    REGION_MIGRATIONS.upgrade(engine)
+    yield BatchWriter(engine, REGION_TABLES, REGION_CHUNKS)
+    engine.dispose()
+
+
+def user(pk: int, username: str) -> Row:
+    return Row(pk, pk, {"username": username, "password": "x", "email": f"{pk}@example.com"})
+
+
+def options(import_id: str = "i1", *, merge: bool = False) -> BatchOptions:
+    return BatchOptions(import_id, ImportScope.GLOBAL, merge_users=merge)
+
+
+def count(writer: BatchWriter, model: str, tables: Mapping[str, Table]) -> int:
+    engine: Engine = writer._engine
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(tables[model])).scalar_one())
+
+
+def test_a_replayed_batch_returns_its_record_and_writes_nothing(control: BatchWriter) -> None:
+    batch = Batch("sentry.user", 1, (user(1, "a"), user(2, "b")), options())
+    first = control.write(batch)
+    again = control.write(batch)
+    assert not first.replayed and again.replayed
+    assert again.entries == first.entries
+    assert count(control, "sentry.user", CONTROL_TABLES) == 2
+
+
+def test_duplicates_within_a_batch_are_renamed_or_merged(control: BatchWriter) -> None:
+    renamed = control.write(Batch("sentry.user", 1, (user(1, "Same"), user(2, "same")), options("r")))
+    assert [e.kind for e in renamed.entries] == [ImportKind.INSERTED, ImportKind.INSERTED]
+    assert renamed.entries[0].value == "Same" and renamed.entries[1].value != "same"
+    assert renamed.entries[1].value is not None and renamed.entries[1].value.startswith("same-")
+    merged = control.write(Batch("sentry.user", 1, (user(1, "x"), user(2, "X")), options("m", merge=True)))
+    assert merged.entries[1].kind is ImportKind.EXISTING
+    assert merged.entries[1].new_pk == merged.entries[0].new_pk
+
+
+def test_case_insensitive_keys_fold_beyond_ascii(control: BatchWriter) -> None:
+    control.write(Batch("sentry.user", 1, (user(1, "Émile"),), options("a")))
+    merged = control.write(Batch("sentry.user", 1, (user(1, "émile"),), options("b", merge=True)))
+    assert merged.entries[0].kind is ImportKind.EXISTING
+    renamed = control.write(Batch("sentry.user", 1, (user(1, "ÉMILE"),), options("c")))
+    assert renamed.entries[0].value is not None and renamed.entries[0].value.startswith("ÉMILE-")
+    assert count(control, "sentry.user", CONTROL_TABLES) == 2
+
+
+def test_the_refused_row_is_named_not_a_reused_one(region: BatchWriter) -> None:
+    orgs = region.write(Batch("sentry.organization", 1, (Row(1, 1, {"name": "A", "slug": "a"}),), options()))
+    org = orgs.entries[0].new_pk
+    member = {"organization": org, "user_id": 7, "role": "member"}
+    region.write(Batch("sentry.organizationmember", 1, (Row(1, 1, member),), options("first")))
+    rows = (
+        Row(1, 10, {**member, "user_id": 8}),
+        Row(2, 11, member),  # reuses the existing (organization, user) member
+        Row(3, 12, {**member, "organization": org + 1000, "user_id": 9}),  # no such organization
+    )
+    with pytest.raises(WriteRefused) as caught:
+        region.write(Batch("sentry.organizationmember", 1, rows, options("second")))
+    assert (caught.value.ordinal, caught.value.pk) == (3, 12)
+    assert "the database refused it" in str(caught.value)
+    assert count(region, "sentry.organizationmember", REGION_TABLES) == 1
