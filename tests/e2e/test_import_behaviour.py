@@ -262,9 +262,12 @@ def test_unresolved_references_become_null_or_dropped_and_strict_refuses(env: En
     assert member["inviter_id"] is None and member["email"] == "pending@example.com"
     strict = env.run("organizations", FIXTURES / "org-and-project.json", "--strict")
     assert strict.returncode == 3
-    assert "inviter_id referred to sentry.user pk 1, which is not in the export; set to null (--strict)" in (
-        strict.stderr
+    assert (
+        "org-and-project.json:15:1 (record 1): sentry.organizationmember pk 3: inviter_id refers to "
+        "sentry.user pk 1, which the export does not hold (--strict)" in strict.stderr
     )
+    assert "ordinal" not in strict.stdout  # refused in the check pass: nothing was written
+    assert env.counts()["sentry.organizationmember"] == 1
     state.close()
 
 

@@ -212,12 +212,28 @@ def test_unknown_region_and_unimplemented_methods_are_typed_errors(
         with pytest.raises(RemoteError) as refused:
             control.call(
                 "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(import_id="x", scope="global", model="sentry.team"),
+                control_pb2.ImportModelBatchRequest(
+                    import_id="x", scope="global", model="sentry.team", first_ordinal=1
+                ),
                 control_pb2.ImportModelBatchResponse,
                 timeout=5,
             )
         assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
         assert refused.value.reason == "wrong_silo"
+        with pytest.raises(RemoteError) as malformed:
+            control.call(
+                "ImportModelBatch",
+                control_pb2.ImportModelBatchRequest(
+                    import_id="x", scope="galaxy", model="sentry.user", first_ordinal=1
+                ),
+                control_pb2.ImportModelBatchResponse,
+                timeout=5,
+            )
+        assert malformed.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert (
+            malformed.value.reason == "malformed_batch"
+            and "unknown import scope 'galaxy'" in malformed.value.message
+        )
 
 
 def test_sigterm_lets_in_flight_calls_finish_and_exits_cleanly(
