@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, DateTime, MetaData, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.engine import NAMING_CONVENTION
+from shared.db.outbox import outbox_table
 from shared.db.relocation_tables import import_chunk_table, relocation_tables
 from shared.relocation.spec import Silo
 
@@ -32,3 +33,5 @@ class ControlSiloInfo(ControlBase):
 RELOCATION_TABLES = relocation_tables(ControlBase.metadata, Silo.CONTROL)
 #: One row per written batch of a control model.
 IMPORT_CHUNKS = import_chunk_table(ControlBase.metadata, "control_import_chunk")
+#: Messages from control to the regions, written in the transaction of the change they describe.
+CONTROL_OUTBOX = outbox_table(ControlBase.metadata, "control_outbox")

@@ -8,6 +8,7 @@ from sqlalchemy import CheckConstraint, DateTime, MetaData, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.engine import NAMING_CONVENTION
+from shared.db.outbox import outbox_table
 from shared.db.relocation_tables import import_chunk_table, relocation_tables
 from shared.relocation.spec import Silo
 
@@ -50,3 +51,5 @@ class RegionImport(RegionBase):
 RELOCATION_TABLES = relocation_tables(RegionBase.metadata, Silo.REGION)
 #: One row per written batch of a region model.
 IMPORT_CHUNKS = import_chunk_table(RegionBase.metadata, "region_import_chunk")
+#: Messages from this region to control, written in the transaction of the change they describe.
+REGION_OUTBOX = outbox_table(RegionBase.metadata, "region_outbox")

@@ -1,0 +1,186 @@
+"""The outbox on both databases: same-transaction writes, order, coalescing, delete after success,
+backoff, claims outside transactions, and one drainer per shard at a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from region.db.models import REGION_OUTBOX
+from region.db.schema import MIGRATIONS
+from shared.db.engine import make_engine
+from shared.db.outbox import (
+    LEASE,
+    MAX_BACKOFF,
+    Message,
+    Outbox,
+    OutboxCategory,
+    OutboxScope,
+    Shard,
+    ShardBusy,
+    enqueue,
+)
+from tests.conftest import DatabaseFactory
+
+ORG = OutboxCategory.ORGANIZATION_UPDATE
+MEMBER = OutboxCategory.ORGANIZATION_MEMBER_UPDATE
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def engine(make_database: DatabaseFactory) -> Iterator[Engine]:
+    made = make_engine(make_database("region"))
+    MIGRATIONS.upgrade(made)
+    yield made
+    made.dispose()
+
+
+def shard(shard_id: int = 1) -> Shard:
+    return Shard("", OutboxScope.ORGANIZATION, shard_id)
+
+
+def rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(REGION_OUTBOX)).scalar_one())
+
+
+def test_a_message_commits_or_rolls_back_with_its_change(engine: Engine) -> None:
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
+        raise RuntimeError("the change failed")
+    assert rows(engine) == 0
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
+    assert rows(engine) == 1
+
+
+def test_order_coalescing_and_delete_after_success(engine: Engine) -> None:
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1, payload={"v": 1})
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 7, payload={"v": 2})
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1, payload={"v": 3})
+        enqueue(connection, REGION_OUTBOX, shard(2), ORG, 2, payload={"v": 4})
+    seen: list[tuple[OutboxCategory, int, object]] = []
+    outbox = Outbox(engine, REGION_OUTBOX)
+    assert outbox.drain_shard(shard(), lambda m: seen.append((m.category, m.object_id, m.payload))) == 2
+    assert seen == [(ORG, 1, {"v": 3}), (MEMBER, 7, {"v": 2})]  # the newest of a group stands for it
+    assert rows(engine) == 1  # shard 2 untouched
+
+
+def test_a_drain_after_commit_is_bounded_and_later_messages_survive(engine: Engine) -> None:
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
+    outbox = Outbox(engine, REGION_OUTBOX)
+    bound = outbox.last_id([shard()])[shard()]
+
+    def handler(message: Message) -> None:
+        with engine.begin() as connection:  # a message written while handling (no transaction is open here)
+            enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 9)
+
+    assert outbox.drain_shard(shard(), handler, up_to=bound) == 1
+    assert rows(engine) == 1
+
+
+def test_failure_keeps_the_message_and_backs_off_up_to_an_hour(engine: Engine) -> None:
+    clock = Clock()
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 2)
+    outbox = Outbox(engine, REGION_OUTBOX, clock=clock)
+
+    def fail(message: Message) -> None:
+        raise ConnectionError("control is down")
+
+    delays = []
+    for _ in range(14):
+        with pytest.raises(ConnectionError):
+            outbox.drain_shard(shard(), fail)
+        with engine.connect() as connection:
+            due = connection.execute(select(func.min(REGION_OUTBOX.c.scheduled_for))).scalar_one()
+        due = due if due.tzinfo else due.replace(tzinfo=UTC)
+        delays.append(due - clock.now)
+        assert outbox.drain_due(fail) == 0  # not due yet: the sweeper leaves it alone
+        clock.now = due
+    assert delays[:3] == [timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4)]
+    assert max(delays) == MAX_BACKOFF
+    assert rows(engine) == 2
+    handled: list[int] = []
+    assert outbox.drain_due(lambda m: handled.append(m.object_id)) == 2
+    assert handled == [1, 2] and rows(engine) == 0
+
+
+def test_a_claimed_shard_is_busy_until_its_claim_expires(engine: Engine) -> None:
+    clock = Clock()
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
+    first, second = Outbox(engine, REGION_OUTBOX, clock=clock), Outbox(engine, REGION_OUTBOX, clock=clock)
+    assert first._claim(shard(), None, respect_schedule=False) is not None  # then the drainer "dies"
+    with pytest.raises(ShardBusy):
+        second.drain_shard(shard(), lambda m: None)
+    assert second.due_shards() == []
+    clock.now += LEASE + timedelta(seconds=1)
+    assert second.drain_shard(shard(), lambda m: None) == 1
+
+
+DRAINER = textwrap.dedent("""
+    import json, os, sys, time
+    from region.db.models import REGION_OUTBOX
+    from shared.db.engine import make_engine
+    from shared.db.outbox import Outbox
+    engine = make_engine(sys.argv[1])
+    outbox = Outbox(engine, REGION_OUTBOX)
+    log = open(sys.argv[2], "a")
+    def handler(message):
+        start = time.monotonic()
+        time.sleep(0.05)
+        log.write(json.dumps([os.getpid(), message.shard.shard_id, message.object_id, start, time.monotonic()]) + "\\n")
+        log.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if outbox.drain_due(handler) == 0 and not outbox.due_shards():
+            break
+""")
+
+
+@pytest.mark.postgresql
+def test_two_drainer_processes_never_hold_the_same_shard(postgres: object, tmp_path: Path) -> None:
+    from tests.conftest import PostgresServer
+
+    assert isinstance(postgres, PostgresServer)
+    url = postgres.create_database("outbox")
+    engine = make_engine(url)
+    MIGRATIONS.upgrade(engine)
+    with engine.begin() as connection:
+        for shard_id in range(1, 9):
+            for object_id in range(12):
+                enqueue(connection, REGION_OUTBOX, shard(shard_id), MEMBER, object_id)
+    log = tmp_path / "log.jsonl"
+    processes = [subprocess.Popen([sys.executable, "-c", DRAINER, url, str(log)]) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0]
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((e[1], e[2]) for e in events) == sorted((s, o) for s in range(1, 9) for o in range(12))
+    assert len({e[0] for e in events}) == 2, "both drainers should have worked"
+    for shard_id in range(1, 9):
+        spans = sorted((e[3], e[4], e[0]) for e in events if e[1] == shard_id)
+        for (start, end, pid), (next_start, _, next_pid) in zip(spans, spans[1:], strict=False):
+            assert pid == next_pid or next_start >= end, f"shard {shard_id} drained by two processes at once"
+        assert [e[2] for e in sorted((e for e in events if e[1] == shard_id), key=lambda e: e[3])] == list(
+            range(12)
+        ), "messages of a shard are handled in order"
+    assert rows(engine) == 0
+    engine.dispose()
