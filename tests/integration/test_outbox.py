@@ -3,6 +3,7 @@ backoff, claims outside transactions, and one drainer per shard at a time."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from shared.db.outbox import (
     ShardBusy,
     enqueue,
 )
-from tests.conftest import DatabaseFactory
+from tests.conftest import DatabaseFactory, PostgresServer
 
 ORG = OutboxCategory.ORGANIZATION_UPDATE
 MEMBER = OutboxCategory.ORGANIZATION_MEMBER_UPDATE
@@ -148,7 +149,8 @@ DRAINER = textwrap.dedent("""
     def handler(message):
         start = time.monotonic()
         time.sleep(0.05)
-        log.write(json.dumps([os.getpid(), message.shard.shard_id, message.object_id, start, time.monotonic()]) + "\\n")
+        event = [os.getpid(), message.shard.shard_id, message.object_id, start, time.monotonic()]
+        log.write(json.dumps(event) + "\\n")
         log.flush()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -158,10 +160,7 @@ DRAINER = textwrap.dedent("""
 
 
 @pytest.mark.postgresql
-def test_two_drainer_processes_never_hold_the_same_shard(postgres: object, tmp_path: Path) -> None:
-    from tests.conftest import PostgresServer
-
-    assert isinstance(postgres, PostgresServer)
+def test_two_drainer_processes_never_hold_the_same_shard(postgres: PostgresServer, tmp_path: Path) -> None:
     url = postgres.create_database("outbox")
     engine = make_engine(url)
     MIGRATIONS.upgrade(engine)
@@ -177,7 +176,7 @@ def test_two_drainer_processes_never_hold_the_same_shard(postgres: object, tmp_p
     assert len({e[0] for e in events}) == 2, "both drainers should have worked"
     for shard_id in range(1, 9):
         spans = sorted((e[3], e[4], e[0]) for e in events if e[1] == shard_id)
-        for (start, end, pid), (next_start, _, next_pid) in zip(spans, spans[1:], strict=False):
+        for (_start, end, pid), (next_start, _end, next_pid) in itertools.pairwise(spans):
             assert pid == next_pid or next_start >= end, f"shard {shard_id} drained by two processes at once"
         assert [e[2] for e in sorted((e for e in events if e[1] == shard_id), key=lambda e: e[3])] == list(
             range(12)
