@@ -13,6 +13,7 @@ from control.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
 from control.db.schema import MIGRATIONS, claim_database
 from control.rpc.region_client import GrpcRegionClients
 from control.rpc.servicer import ControlServicer
+from control.slugs import SlugService
 from shared import service
 from shared.db.engine import make_engine
 from shared.db.relocation_writer import BatchWriter
@@ -24,6 +25,7 @@ class ControlApp:
     engine: Engine
     sessions: sessionmaker[Session]
     regions: GrpcRegionClients
+    slugs: SlugService
     servicer: ControlServicer
 
     def prepare_database(self) -> None:
@@ -43,12 +45,16 @@ class ControlApp:
 def bootstrap(settings: ControlSettings) -> ControlApp:
     engine = make_engine(settings.db_url)
     regions = GrpcRegionClients(settings.region_addresses, settings=settings.rpc)
+    slugs = SlugService(engine, regions)
     return ControlApp(
         settings=settings,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         regions=regions,
+        slugs=slugs,
         servicer=ControlServicer(
-            regions=regions, writer=BatchWriter(engine, RELOCATION_TABLES, IMPORT_CHUNKS)
+            regions=regions,
+            writer=BatchWriter(engine, RELOCATION_TABLES, IMPORT_CHUNKS),
+            slugs=slugs,
         ),
     )

@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         rpc=settings.rpc,
         prepare=app.prepare_database,
         on_stop=app.close,
+        drain=app.slugs.drain_due,
     )
     return 0
 

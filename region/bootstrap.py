@@ -3,7 +3,7 @@ a method is called."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TextIO
@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from region.config import RegionSettings
 from region.db.ledger import SqlImportLedger
-from region.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
+from region.db.models import IMPORT_CHUNKS, RELOCATION_TABLES, ImportedOrganizationSlug
 from region.db.schema import MIGRATIONS, claim_database
 from region.errors import ControlNotConfigured
 from region.importer.engine import ImportEngine
 from region.importer.options import ImportOptions
 from region.importer.ports import Progress
+from region.organizations import OrganizationService, organization_shard
 from region.rpc.control_client import ControlBatchWriter, GrpcControlClient
 from region.rpc.servicer import RegionServicer
 from shared import service
@@ -34,6 +35,7 @@ class RegionApp:
     engine: Engine
     sessions: sessionmaker[Session]
     control: GrpcControlClient | None
+    organizations: OrganizationService
     servicer: RegionServicer
 
     def prepare_database(self) -> None:
@@ -66,6 +68,9 @@ class RegionApp:
                 Silo.CONTROL: ControlBatchWriter(self.control),
             },
             ledger=SqlImportLedger(self.sessions),
+            slugs=ImportSlugs(
+                self.organizations, self.control, self.sessions, region_name=self.settings.name
+            ),
             progress=progress,
             findings=findings,
         )
@@ -76,6 +81,34 @@ class RegionApp:
         self.engine.dispose()
 
 
+class ImportSlugs:
+    """The import's slug step: drain the organizations' outbox shards (so control's callback finds no
+    backlog), ask control to reserve their slugs, and record the answer against the import."""
+
+    def __init__(
+        self,
+        organizations: OrganizationService,
+        control: GrpcControlClient,
+        sessions: sessionmaker[Session],
+        *,
+        region_name: str,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self._organizations, self._control, self._sessions = organizations, control, sessions
+        self._region, self._timeout = region_name, timeout_s
+
+    def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        for organization_id in wanted:
+            self._organizations.drain(organization_shard(organization_id))
+        final = self._control.reserve_slugs(import_id, self._region, dict(wanted), timeout_s=self._timeout)
+        with self._sessions.begin() as session:
+            for organization_id, slug in final.items():
+                session.merge(
+                    ImportedOrganizationSlug(import_id=import_id, organization_id=organization_id, slug=slug)
+                )
+        return final
+
+
 def bootstrap(settings: RegionSettings) -> RegionApp:
     engine = make_engine(settings.db_url)
     control = (
@@ -83,10 +116,12 @@ def bootstrap(settings: RegionSettings) -> RegionApp:
         if settings.control_address
         else None
     )
+    organizations = OrganizationService(engine, control, region_name=settings.name)
     return RegionApp(
         settings=settings,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         control=control,
-        servicer=RegionServicer(region_name=settings.name, control=control),
+        organizations=organizations,
+        servicer=RegionServicer(region_name=settings.name, control=control, organizations=organizations),
     )

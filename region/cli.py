@@ -60,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         rpc=app.settings.rpc,
         prepare=app.prepare_database,
         on_stop=app.close,
+        drain=app.organizations.drain_due,
     )
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TextIO
@@ -47,6 +48,32 @@ def prepare_database(
             delay = min(delay * 2, 2.0)
 
 
+class BackgroundDrainer:
+    """Sweeps due outbox shards every ``interval_s`` on its own thread until stopped."""
+
+    def __init__(self, drain: Callable[[], int], *, interval_s: float = 1.0) -> None:
+        self._drain = drain
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="outbox-drainer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                done = self._drain()
+                if done:
+                    _LOGGER.info("outbox drainer delivered %d message(s)", done)
+            except Exception:
+                _LOGGER.exception("outbox drainer sweep failed")
+
+
 def run(
     *,
     silo: str,
@@ -55,6 +82,7 @@ def run(
     rpc: RpcSettings,
     prepare: Callable[[], None],
     on_stop: Callable[[], None],
+    drain: Callable[[], int] | None = None,
     out: TextIO = sys.stdout,
 ) -> None:
     """Serve until SIGTERM/SIGINT. The first line on ``out`` is ``<silo> listening on HOST:PORT``;
@@ -70,7 +98,12 @@ def run(
         raise
     running.set_serving(True)
     _LOGGER.info("%s serving on %s:%d", silo, host, running.port)
+    drainer = BackgroundDrainer(drain) if drain is not None else None
+    if drainer is not None:
+        drainer.start()
     wait_for_stop_signal()
     shut_down(running, rpc.shutdown_grace_s)
+    if drainer is not None:
+        drainer.stop()
     on_stop()
     _LOGGER.info("%s stopped", silo)

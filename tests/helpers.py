@@ -131,3 +131,32 @@ def running_silos(
         if region is not None:
             region.stop()
         control.stop()
+
+
+@dataclass
+class Topology:
+    """One control silo and several regions, all real subprocesses."""
+
+    control: SiloProcess
+    regions: dict[str, SiloProcess]
+
+
+@contextmanager
+def running_topology(control_db: str, region_dbs: dict[str, str], logs: Path) -> Iterator[Topology]:
+    ports = {name: free_port() for name in region_dbs}
+    addresses = ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())
+    control = start_control(control_db, logs, regions=addresses)
+    regions: dict[str, SiloProcess] = {}
+    try:
+        for name, url in region_dbs.items():
+            regions[name] = start_region(
+                url, logs, name=name, control_address=control.address, listen=f"127.0.0.1:{ports[name]}"
+            )
+        control.wait_healthy()
+        for region in regions.values():
+            region.wait_healthy()
+        yield Topology(control, regions)
+    finally:
+        for region in regions.values():
+            region.stop()
+        control.stop()

@@ -5,7 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, String, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.engine import NAMING_CONVENTION
@@ -27,6 +36,54 @@ class ControlSiloInfo(ControlBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     installation_id: Mapped[str] = mapped_column(String(36), default=lambda: str(uuid.uuid4()))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OrganizationSlugReservation(ControlBase):
+    """A globally unique organization slug held for an organization in a region."""
+
+    __tablename__ = "organization_slug_reservation"
+    # Organization ids are unique within a region; control keys organizations by (region, id).
+    __table_args__ = (
+        UniqueConstraint("region_name", "organization_id", "reservation_type", name="one_per_type"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(50), unique=True)
+    organization_id: Mapped[int] = mapped_column(BigInteger())
+    region_name: Mapped[str] = mapped_column(String(48))
+    user_id: Mapped[int | None] = mapped_column(BigInteger())
+    #: ReservationType: 0 PRIMARY, 1 VANITY_ALIAS, 2 TEMPORARY_RENAME_ALIAS.
+    reservation_type: Mapped[int] = mapped_column(Integer())
+    #: The import that holds a temporary alias (only for TEMPORARY_RENAME_ALIAS).
+    import_id: Mapped[str | None] = mapped_column(String(36))
+    date_added: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OrganizationMapping(ControlBase):
+    """Where an organization lives and what it is called, as control knows it."""
+
+    __tablename__ = "organization_mapping"
+    __table_args__ = (UniqueConstraint("region_name", "organization_id", name="one_per_organization"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(BigInteger())
+    slug: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    region_name: Mapped[str] = mapped_column(String(48))
+    status: Mapped[int] = mapped_column(Integer())
+    date_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SlugRequest(ControlBase):
+    """The answer to one import's slug request for one organization, so a retry gets the same answer."""
+
+    __tablename__ = "organization_slug_request"
+
+    import_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    region_name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    wanted: Mapped[str] = mapped_column(String(50))
+    final: Mapped[str] = mapped_column(String(50))
 
 
 #: The imported models this silo owns, built from the model registry.

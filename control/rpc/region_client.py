@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from control.db.models import OrganizationSlugReservation
 from control.errors import UnknownRegion
 from shared.config import RpcSettings
 from shared.ping import Hop, hops_from_proto, hops_to_proto
@@ -41,3 +42,41 @@ class GrpcRegionClients:
         request = common_pb2.PingRequest(path=hops_to_proto(path), bounces=bounces, origin_region=region_name)
         answer = self.peer(region_name).call("Ping", request, common_pb2.PingResponse)
         return hops_from_proto(answer.path)
+
+    def upsert_replica(self, region_name: str, reservation: OrganizationSlugReservation) -> None:
+        self.peer(region_name).call(
+            "UpsertSlugReservationReplica",
+            _reservation_to_proto(reservation),
+            region_pb2.UpsertSlugReservationReplicaResponse,
+        )
+
+    def delete_replica(self, region_name: str, reservation_id: int) -> None:
+        self.peer(region_name).call(
+            "DeleteSlugReservationReplica",
+            region_pb2.DeleteSlugReservationReplicaRequest(reservation_id=reservation_id),
+            region_pb2.DeleteSlugReservationReplicaResponse,
+        )
+
+    def update_slug(self, region_name: str, alias: OrganizationSlugReservation) -> str:
+        """Ask the region to give the organization the alias's slug; RemoteAlreadyExists if it cannot."""
+        answer = self.peer(region_name).call(
+            "UpdateOrganizationSlugFromReservation",
+            region_pb2.UpdateOrganizationSlugFromReservationRequest(
+                organization_id=alias.organization_id,
+                slug=alias.slug,
+                reservation_id=alias.id,
+                import_id=alias.import_id or "",
+            ),
+            region_pb2.UpdateOrganizationSlugFromReservationResponse,
+        )
+        return answer.slug
+
+
+def _reservation_to_proto(reservation: OrganizationSlugReservation) -> region_pb2.SlugReservation:
+    return region_pb2.SlugReservation(
+        id=reservation.id,
+        slug=reservation.slug,
+        organization_id=reservation.organization_id,
+        region_name=reservation.region_name,
+        reservation_type=reservation.reservation_type,
+    )

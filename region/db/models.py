@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.engine import NAMING_CONVENTION
@@ -45,6 +55,30 @@ class RegionImport(RegionBase):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: JSON summary of the last finished run (per model counts, organization slugs).
     summary: Mapped[str | None] = mapped_column(Text)
+
+
+class OrganizationSlugReservationReplica(RegionBase):
+    """This region's copy of control's slug reservations for its organizations (informational)."""
+
+    __tablename__ = "organization_slug_reservation_replica"
+    __table_args__ = (UniqueConstraint("organization_id", "reservation_type", name="one_per_type"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(BigInteger(), unique=True)
+    slug: Mapped[str] = mapped_column(String(50), unique=True)
+    organization_id: Mapped[int] = mapped_column(BigInteger())
+    region_name: Mapped[str] = mapped_column(String(48))
+    reservation_type: Mapped[int] = mapped_column(Integer())
+
+
+class ImportedOrganizationSlug(RegionBase):
+    """The final slug control gave each organization of an import."""
+
+    __tablename__ = "region_import_slug"
+
+    import_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(50))
 
 
 #: The imported models this silo owns, built from the model registry.

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from region.importer.errors import BatchFailed, ControlUnreachable, WriteFailed
 from region.importer.options import ImportOptions
-from region.importer.ports import Ledger, Progress, Writer
+from region.importer.ports import Ledger, Progress, SlugReserver, Writer
 from region.importer.prepare import Preparer
 from region.importer.scan import Scan, records, scan_export
 from shared.errors import SharedError
@@ -87,9 +87,11 @@ class ImportEngine:
         ledger: Ledger,
         progress: Progress,
         findings: FindingsLog,
+        slugs: SlugReserver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.options = options
+        self._slugs = slugs
         self._open = open_source
         self._source = source_name
         self._writers = writers
@@ -124,6 +126,8 @@ class ImportEngine:
                         records(stream, self._source), deferred=deferred, summary=summary
                     ):
                         self._write(batch, preparer, summary)
+                if not deferred:
+                    self._final_slugs()
         except BaseException:
             try:
                 self._ledger.fail(self.options.import_id)
@@ -138,6 +142,19 @@ class ImportEngine:
         ]
         self._ledger.finish(self.options.import_id, summary.to_json())
         return summary
+
+    def _final_slugs(self) -> None:
+        """Reserve the imported organizations' slugs globally (through control) before the deferred
+        organization auth tokens, which are minted for the final slugs."""
+        imported = self._pkmap.entries(ORGANIZATION)
+        if not imported or self._slugs is None:
+            return
+        final = self._slugs.reserve(
+            self.options.import_id, {new: self._pkmap.value(ORGANIZATION, old) or "" for old, new in imported}
+        )
+        for old, new in imported:
+            kind = self._pkmap.kind(ORGANIZATION, old) or ImportKind.INSERTED
+            self._pkmap.insert(ORGANIZATION, old, new, kind, final.get(new))
 
     # ---- batching -----------------------------------------------------------------------------------
 

@@ -27,6 +27,14 @@ class Ledger(Protocol):
     def fail(self, import_id: str) -> None: ...
 
 
+class SlugReserver(Protocol):
+    """Control's global slug reservation, as the import calls it (replayable by import id)."""
+
+    def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        """Organization id (here) -> the slug it finally holds."""
+        ...
+
+
 class Progress(Protocol):
     def start(self, totals: Mapping[str, int]) -> None: ...
 

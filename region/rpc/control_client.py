@@ -25,6 +25,31 @@ class GrpcControlClient:
         )
         return result_from_proto(answer)
 
+    def upsert_mapping(
+        self, organization_id: int, region_name: str, slug: str, name: str, status: int
+    ) -> None:
+        self._peer.call(
+            "UpsertOrganizationMapping",
+            control_pb2.UpsertOrganizationMappingRequest(
+                organization_id=organization_id, region_name=region_name, slug=slug, name=name, status=status
+            ),
+            control_pb2.UpsertOrganizationMappingResponse,
+        )
+
+    def reserve_slugs(
+        self, import_id: str, region_name: str, wanted: dict[int, str], *, timeout_s: float
+    ) -> dict[int, str]:
+        """Control's bulk slug reservation; the same import id always gets the same answer."""
+        answer = self._peer.call(
+            "BulkReserveOrganizationSlugs",
+            control_pb2.BulkReserveOrganizationSlugsRequest(
+                import_id=import_id, region_name=region_name, slugs_by_organization_id=wanted
+            ),
+            control_pb2.BulkReserveOrganizationSlugsResponse,
+            timeout=timeout_s,
+        )
+        return dict(answer.final_slugs)
+
     def ping(self, path: list[Hop], bounces: int, *, origin_region: str) -> list[Hop]:
         request = common_pb2.PingRequest(
             path=hops_to_proto(path), bounces=bounces, origin_region=origin_region

@@ -5,23 +5,30 @@ from __future__ import annotations
 import grpc
 
 from region import ping
+from region.db.models import OrganizationSlugReservationReplica
 from region.errors import ControlNotConfigured, RegionError
+from region.organizations import OrganizationService, SlugUnavailable, UnknownOrganization
 from region.ports import ControlPort
 from shared.ping import hops_from_proto, hops_to_proto
-from shared.rpc.errors import ErrorTable, translate_errors, unimplemented
+from shared.rpc.errors import ErrorTable, translate_errors
 from shared.rpc.v1 import common_pb2, region_pb2, region_pb2_grpc
 
 #: The one table from the region's domain errors to status codes.
 ERRORS: ErrorTable = {
     ControlNotConfigured: grpc.StatusCode.FAILED_PRECONDITION,
+    UnknownOrganization: grpc.StatusCode.NOT_FOUND,
+    SlugUnavailable: grpc.StatusCode.ALREADY_EXISTS,
     RegionError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
 class RegionServicer(region_pb2_grpc.RegionServiceServicer):
-    def __init__(self, *, region_name: str, control: ControlPort | None) -> None:
+    def __init__(
+        self, *, region_name: str, control: ControlPort | None, organizations: OrganizationService
+    ) -> None:
         self._region_name = region_name
         self._control = control
+        self._organizations = organizations
 
     @translate_errors(ERRORS)
     def Ping(self, request: common_pb2.PingRequest, context: grpc.ServicerContext) -> common_pb2.PingResponse:
@@ -33,15 +40,40 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         )
         return common_pb2.PingResponse(path=hops_to_proto(path))
 
+    @translate_errors(ERRORS)
     def UpdateOrganizationSlugFromReservation(
         self, request: region_pb2.UpdateOrganizationSlugFromReservationRequest, context: grpc.ServicerContext
     ) -> region_pb2.UpdateOrganizationSlugFromReservationResponse:
-        unimplemented(context, "UpdateOrganizationSlugFromReservation")
+        slug = self._organizations.update_slug_from_reservation(request.organization_id, request.slug)
+        return region_pb2.UpdateOrganizationSlugFromReservationResponse(slug=slug)
 
+    @translate_errors(ERRORS)
+    def UpsertSlugReservationReplica(
+        self, request: region_pb2.SlugReservation, context: grpc.ServicerContext
+    ) -> region_pb2.UpsertSlugReservationReplicaResponse:
+        self._organizations.upsert_replica(
+            OrganizationSlugReservationReplica(
+                reservation_id=request.id,
+                slug=request.slug,
+                organization_id=request.organization_id,
+                region_name=request.region_name,
+                reservation_type=request.reservation_type,
+            )
+        )
+        return region_pb2.UpsertSlugReservationReplicaResponse()
+
+    @translate_errors(ERRORS)
+    def DeleteSlugReservationReplica(
+        self, request: region_pb2.DeleteSlugReservationReplicaRequest, context: grpc.ServicerContext
+    ) -> region_pb2.DeleteSlugReservationReplicaResponse:
+        self._organizations.delete_replica(request.reservation_id)
+        return region_pb2.DeleteSlugReservationReplicaResponse()
+
+    @translate_errors(ERRORS)
     def DrainOutbox(
         self, request: common_pb2.DrainOutboxRequest, context: grpc.ServicerContext
     ) -> common_pb2.DrainOutboxResponse:
-        unimplemented(context, "DrainOutbox")
+        return common_pb2.DrainOutboxResponse(processed=self._organizations.drain_due())
 
     def register(self, server: grpc.Server) -> None:
         region_pb2_grpc.add_RegionServiceServicer_to_server(self, server)

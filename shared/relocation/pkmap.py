@@ -45,5 +45,9 @@ class PrimaryKeyMap:
     def values(self, model: str) -> dict[int, str]:
         return dict(self._values[model])
 
+    def entries(self, model: str) -> list[tuple[int, int]]:
+        """(export pk, pk here) of every instance of ``model``."""
+        return list(self._pks[model].items())
+
     def count(self, model: str) -> int:
         return len(self._pks[model])

@@ -124,12 +124,6 @@ def remote_error(method: str, error: grpc.RpcError) -> RemoteError:
     return result
 
 
-def unimplemented(context: grpc.ServicerContext, method: str) -> NoReturn:
-    """A method the contract declares that this version does not serve yet."""
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this server yet")
-    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
-
-
 def error_detail(exc: BaseException) -> common_pb2.ErrorDetail:
     if isinstance(exc, RemoteError):
         return exc.detail

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shared.rpc.v1 import common_pb2 as shared_dot_rpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/region.proto\x12\x0bsiloport.v1\x1a\x1ashared/rpc/v1/common.proto\"\x80\x01\n,UpdateOrganizationSlugFromReservationRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\x03\x12\x11\n\timport_id\x18\x04 \x01(\t\"=\n-UpdateOrganizationSlugFromReservationResponse\x12\x0c\n\x04slug\x18\x01 \x01(\t2\xce\x02\n\rRegionService\x12@\n\x04Ping\x12\x18.siloport.v1.PingRequest\x1a\x19.siloport.v1.PingResponse\"\x03\x90\x02\x01\x12\xa3\x01\n%UpdateOrganizationSlugFromReservation\x12\x39.siloport.v1.UpdateOrganizationSlugFromReservationRequest\x1a:.siloport.v1.UpdateOrganizationSlugFromReservationResponse\"\x03\x90\x02\x02\x12U\n\x0b\x44rainOutbox\x12\x1f.siloport.v1.DrainOutboxRequest\x1a .siloport.v1.DrainOutboxResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/region.proto\x12\x0bsiloport.v1\x1a\x1ashared/rpc/v1/common.proto\"\x80\x01\n,UpdateOrganizationSlugFromReservationRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\x03\x12\x11\n\timport_id\x18\x04 \x01(\t\"=\n-UpdateOrganizationSlugFromReservationResponse\x12\x0c\n\x04slug\x18\x01 \x01(\t\"s\n\x0fSlugReservation\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\x03\x12\x13\n\x0bregion_name\x18\x04 \x01(\t\x12\x18\n\x10reservation_type\x18\x05 \x01(\x05\"&\n$UpsertSlugReservationReplicaResponse\"=\n#DeleteSlugReservationReplicaRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\x03\"&\n$DeleteSlugReservationReplicaResponse2\xcf\x04\n\rRegionService\x12@\n\x04Ping\x12\x18.siloport.v1.PingRequest\x1a\x19.siloport.v1.PingResponse\"\x03\x90\x02\x01\x12\xa3\x01\n%UpdateOrganizationSlugFromReservation\x12\x39.siloport.v1.UpdateOrganizationSlugFromReservationRequest\x1a:.siloport.v1.UpdateOrganizationSlugFromReservationResponse\"\x03\x90\x02\x02\x12t\n\x1cUpsertSlugReservationReplica\x12\x1c.siloport.v1.SlugReservation\x1a\x31.siloport.v1.UpsertSlugReservationReplicaResponse\"\x03\x90\x02\x02\x12\x88\x01\n\x1c\x44\x65leteSlugReservationReplica\x12\x30.siloport.v1.DeleteSlugReservationReplicaRequest\x1a\x31.siloport.v1.DeleteSlugReservationReplicaResponse\"\x03\x90\x02\x02\x12U\n\x0b\x44rainOutbox\x12\x1f.siloport.v1.DrainOutboxRequest\x1a .siloport.v1.DrainOutboxResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGIONSERVICE'].methods_by_name['Ping']._serialized_options = b'\220\002\001'
   _globals['_REGIONSERVICE'].methods_by_name['UpdateOrganizationSlugFromReservation']._loaded_options = None
   _globals['_REGIONSERVICE'].methods_by_name['UpdateOrganizationSlugFromReservation']._serialized_options = b'\220\002\002'
+  _globals['_REGIONSERVICE'].methods_by_name['UpsertSlugReservationReplica']._loaded_options = None
+  _globals['_REGIONSERVICE'].methods_by_name['UpsertSlugReservationReplica']._serialized_options = b'\220\002\002'
+  _globals['_REGIONSERVICE'].methods_by_name['DeleteSlugReservationReplica']._loaded_options = None
+  _globals['_REGIONSERVICE'].methods_by_name['DeleteSlugReservationReplica']._serialized_options = b'\220\002\002'
   _globals['_REGIONSERVICE'].methods_by_name['DrainOutbox']._loaded_options = None
   _globals['_REGIONSERVICE'].methods_by_name['DrainOutbox']._serialized_options = b'\220\002\002'
   _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONREQUEST']._serialized_start=72
   _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONREQUEST']._serialized_end=200
   _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONRESPONSE']._serialized_start=202
   _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONRESPONSE']._serialized_end=263
-  _globals['_REGIONSERVICE']._serialized_start=266
-  _globals['_REGIONSERVICE']._serialized_end=600
+  _globals['_SLUGRESERVATION']._serialized_start=265
+  _globals['_SLUGRESERVATION']._serialized_end=380
+  _globals['_UPSERTSLUGRESERVATIONREPLICARESPONSE']._serialized_start=382
+  _globals['_UPSERTSLUGRESERVATIONREPLICARESPONSE']._serialized_end=420
+  _globals['_DELETESLUGRESERVATIONREPLICAREQUEST']._serialized_start=422
+  _globals['_DELETESLUGRESERVATIONREPLICAREQUEST']._serialized_end=483
+  _globals['_DELETESLUGRESERVATIONREPLICARESPONSE']._serialized_start=485
+  _globals['_DELETESLUGRESERVATIONREPLICARESPONSE']._serialized_end=523
+  _globals['_REGIONSERVICE']._serialized_start=526
+  _globals['_REGIONSERVICE']._serialized_end=1117
 # @@protoc_insertion_point(module_scope)

@@ -63,3 +63,86 @@ class UpdateOrganizationSlugFromReservationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateOrganizationSlugFromReservationResponse: _TypeAlias = UpdateOrganizationSlugFromReservationResponse  # noqa: Y015
+
+@_typing.final
+class SlugReservation(_message.Message):
+    """A slug reservation as control holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SLUG_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    REGION_NAME_FIELD_NUMBER: _builtins.int
+    RESERVATION_TYPE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    slug: _builtins.str
+    organization_id: _builtins.int
+    region_name: _builtins.str
+    reservation_type: _builtins.int
+    """0 PRIMARY, 1 VANITY_ALIAS, 2 TEMPORARY_RENAME_ALIAS."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        slug: _builtins.str = ...,
+        organization_id: _builtins.int = ...,
+        region_name: _builtins.str = ...,
+        reservation_type: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "organization_id", b"organization_id", "region_name", b"region_name", "reservation_type", b"reservation_type", "slug", b"slug"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlugReservation: _TypeAlias = SlugReservation  # noqa: Y015
+
+@_typing.final
+class UpsertSlugReservationReplicaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertSlugReservationReplicaResponse: _TypeAlias = UpsertSlugReservationReplicaResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSlugReservationReplicaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    reservation_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        reservation_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_id", b"reservation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSlugReservationReplicaRequest: _TypeAlias = DeleteSlugReservationReplicaRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSlugReservationReplicaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSlugReservationReplicaResponse: _TypeAlias = DeleteSlugReservationReplicaResponse  # noqa: Y015

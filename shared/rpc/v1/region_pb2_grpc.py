@@ -45,6 +45,16 @@ class RegionServiceStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationResponse.FromString,
                 _registered_method=True)
+        self.UpsertSlugReservationReplica = channel.unary_unary(
+                '/siloport.v1.RegionService/UpsertSlugReservationReplica',
+                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.SlugReservation.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicaResponse.FromString,
+                _registered_method=True)
+        self.DeleteSlugReservationReplica = channel.unary_unary(
+                '/siloport.v1.RegionService/DeleteSlugReservationReplica',
+                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaResponse.FromString,
+                _registered_method=True)
         self.DrainOutbox = channel.unary_unary(
                 '/siloport.v1.RegionService/DrainOutbox',
                 request_serializer=shared_dot_rpc_dot_v1_dot_common__pb2.DrainOutboxRequest.SerializeToString,
@@ -69,6 +79,20 @@ class RegionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertSlugReservationReplica(self, request, context):
+        """Creates or replaces the region's replica of a slug reservation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSlugReservationReplica(self, request, context):
+        """Deletes the region's replica of a slug reservation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DrainOutbox(self, request, context):
         """Drains region outbox shards now.
         """
@@ -88,6 +112,16 @@ def add_RegionServiceServicer_to_server(servicer, server):
                     servicer.UpdateOrganizationSlugFromReservation,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationResponse.SerializeToString,
+            ),
+            'UpsertSlugReservationReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertSlugReservationReplica,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.SlugReservation.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicaResponse.SerializeToString,
+            ),
+            'DeleteSlugReservationReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSlugReservationReplica,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaResponse.SerializeToString,
             ),
             'DrainOutbox': grpc.unary_unary_rpc_method_handler(
                     servicer.DrainOutbox,
@@ -149,6 +183,60 @@ class RegionService:
             '/siloport.v1.RegionService/UpdateOrganizationSlugFromReservation',
             shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationRequest.SerializeToString,
             shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertSlugReservationReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/siloport.v1.RegionService/UpsertSlugReservationReplica',
+            shared_dot_rpc_dot_v1_dot_region__pb2.SlugReservation.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSlugReservationReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/siloport.v1.RegionService/DeleteSlugReservationReplica',
+            shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,10 @@ class RegionServiceStub:
     """Round trip probe: when bounces > 0, the region asks control, which calls back."""
     UpdateOrganizationSlugFromReservation: _grpc.UnaryUnaryMultiCallable[_region_pb2.UpdateOrganizationSlugFromReservationRequest, _region_pb2.UpdateOrganizationSlugFromReservationResponse]
     """Sets an organization's slug from its reservation in control."""
+    UpsertSlugReservationReplica: _grpc.UnaryUnaryMultiCallable[_region_pb2.SlugReservation, _region_pb2.UpsertSlugReservationReplicaResponse]
+    """Creates or replaces the region's replica of a slug reservation."""
+    DeleteSlugReservationReplica: _grpc.UnaryUnaryMultiCallable[_region_pb2.DeleteSlugReservationReplicaRequest, _region_pb2.DeleteSlugReservationReplicaResponse]
+    """Deletes the region's replica of a slug reservation."""
     DrainOutbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]
     """Drains region outbox shards now."""
 
@@ -46,6 +50,10 @@ class RegionServiceAsyncStub(RegionServiceStub):
     """Round trip probe: when bounces > 0, the region asks control, which calls back."""
     UpdateOrganizationSlugFromReservation: _aio.UnaryUnaryMultiCallable[_region_pb2.UpdateOrganizationSlugFromReservationRequest, _region_pb2.UpdateOrganizationSlugFromReservationResponse]  # type: ignore[assignment]
     """Sets an organization's slug from its reservation in control."""
+    UpsertSlugReservationReplica: _aio.UnaryUnaryMultiCallable[_region_pb2.SlugReservation, _region_pb2.UpsertSlugReservationReplicaResponse]  # type: ignore[assignment]
+    """Creates or replaces the region's replica of a slug reservation."""
+    DeleteSlugReservationReplica: _aio.UnaryUnaryMultiCallable[_region_pb2.DeleteSlugReservationReplicaRequest, _region_pb2.DeleteSlugReservationReplicaResponse]  # type: ignore[assignment]
+    """Deletes the region's replica of a slug reservation."""
     DrainOutbox: _aio.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]  # type: ignore[assignment]
     """Drains region outbox shards now."""
 
@@ -65,6 +73,22 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_region_pb2.UpdateOrganizationSlugFromReservationResponse, _abc.Awaitable[_region_pb2.UpdateOrganizationSlugFromReservationResponse]]:
         """Sets an organization's slug from its reservation in control."""
+
+    @_abc_1.abstractmethod
+    def UpsertSlugReservationReplica(
+        self,
+        request: _region_pb2.SlugReservation,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.UpsertSlugReservationReplicaResponse, _abc.Awaitable[_region_pb2.UpsertSlugReservationReplicaResponse]]:
+        """Creates or replaces the region's replica of a slug reservation."""
+
+    @_abc_1.abstractmethod
+    def DeleteSlugReservationReplica(
+        self,
+        request: _region_pb2.DeleteSlugReservationReplicaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_region_pb2.DeleteSlugReservationReplicaResponse, _abc.Awaitable[_region_pb2.DeleteSlugReservationReplicaResponse]]:
+        """Deletes the region's replica of a slug reservation."""
 
     @_abc_1.abstractmethod
     def DrainOutbox(

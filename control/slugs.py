@@ -1,0 +1,325 @@
+"""Globally unique organization slugs: reservations, the rename callback into the region, mappings.
+
+``reserve`` is Sentry's bulk slug reservation made replay-safe. In one transaction control picks a free
+slug for each organization and holds it as a TEMPORARY_RENAME_ALIAS with an outbox message; after the
+commit it drains those shards: the handler mirrors the reservation into the region and asks the region
+to take the slug; the region renames the organization and, through its own outbox, upserts the
+organization mapping here; then the alias becomes the PRIMARY reservation. The answers are recorded per
+(import id, organization), so a retry or a resumed import gets the same slugs and nothing is renamed
+twice. No transaction is open while a region is called.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
+from control.errors import ControlError
+from control.rpc.region_client import GrpcRegionClients
+from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, ShardBusy, enqueue
+from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
+from shared.rpc.errors import RemoteAlreadyExists
+
+_LOGGER = logging.getLogger(__name__)
+SLUG_LENGTH = 30
+
+
+class ReservationType(enum.IntEnum):
+    PRIMARY = 0
+    VANITY_ALIAS = 1
+    TEMPORARY_RENAME_ALIAS = 2
+
+
+class AliasHeld(ControlError):
+    """Another import is still renaming this organization."""
+
+    reason = "alias_held"
+
+
+class SlugTaken(ControlError):
+    """The region could not give the organization the slug control picked."""
+
+    reason = "slug_taken"
+
+    def __init__(self, organization_id: int, slug: str, message: str) -> None:
+        self.fields = {"organization_id": str(organization_id), "slug": slug}
+        super().__init__(f"organization {organization_id} cannot take slug {slug!r} in its region: {message}")
+
+
+class SwapIncomplete(ControlError):
+    """The rename did not finish within the call; control keeps trying in the background."""
+
+    reason = "swap_incomplete"
+
+
+class MappingRejected(ControlError):
+    """An organization mapping update that no reservation backs."""
+
+    reason = "mapping_rejected"
+
+
+@dataclass(frozen=True)
+class MappingUpdate:
+    organization_id: int
+    region_name: str
+    slug: str
+    name: str
+    status: int
+
+
+def shard_of(region_name: str, organization_id: int) -> Shard:
+    return Shard(region_name, OutboxScope.ORGANIZATION, organization_id)
+
+
+class SlugService:
+    def __init__(self, engine: Engine, regions: GrpcRegionClients, *, drain_wait_s: float = 20.0) -> None:
+        self._engine = engine
+        self._regions = regions
+        self._outbox = Outbox(engine, CONTROL_OUTBOX)
+        self._drain_wait = drain_wait_s
+        self._failures: dict[tuple[str, int], SlugTaken] = {}
+
+    # ---- the bulk call ------------------------------------------------------------------------------
+
+    def reserve(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        self._regions.peer(region_name)  # an unknown region is an error before anything is written
+        pending = self._hold_aliases(import_id, region_name, wanted)
+        for organization_id in pending:
+            self._drain(shard_of(region_name, organization_id))
+        return self._answer(import_id, region_name, wanted)
+
+    def _hold_aliases(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> list[int]:
+        for attempt in range(5):
+            try:
+                with Session(self._engine) as session, session.begin():
+                    return self._hold(session, import_id, region_name, wanted)
+            except IntegrityError:
+                _LOGGER.info("slug race lost (attempt %d); choosing again", attempt + 1)
+        raise ControlError("could not reserve slugs after 5 attempts: every candidate was taken concurrently")
+
+    def _hold(
+        self, session: Session, import_id: str, region_name: str, wanted: Mapping[int, str]
+    ) -> list[int]:
+        answered = set(
+            session.scalars(
+                select(SlugRequest.organization_id).where(
+                    SlugRequest.import_id == import_id,
+                    SlugRequest.region_name == region_name,
+                    SlugRequest.organization_id.in_(list(wanted)),
+                )
+            )
+        )
+        pending = []
+        for organization_id, slug in sorted(wanted.items()):
+            if organization_id in answered:
+                continue
+            pending.append(organization_id)
+            alias = self._reservation(
+                session, region_name, organization_id, ReservationType.TEMPORARY_RENAME_ALIAS
+            )
+            if alias is not None:
+                if alias.import_id != import_id:
+                    raise AliasHeld(
+                        f"organization {organization_id} is being renamed by import {alias.import_id}; "
+                        "finish or retry that import first"
+                    )
+                continue  # our own alias from an interrupted call: the drain below finishes it
+            primary = self._reservation(session, region_name, organization_id, ReservationType.PRIMARY)
+            if primary is not None and primary.slug == slugify(slug, SLUG_LENGTH):
+                continue  # already holds what it asks for
+            chosen = self._free_slug(session, import_id, organization_id, slug)
+            alias = OrganizationSlugReservation(
+                slug=chosen,
+                organization_id=organization_id,
+                region_name=region_name,
+                reservation_type=ReservationType.TEMPORARY_RENAME_ALIAS,
+                import_id=import_id,
+            )
+            session.add(alias)
+            session.flush()
+            enqueue(
+                session.connection(),
+                CONTROL_OUTBOX,
+                shard_of(region_name, organization_id),
+                OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                alias.id,
+            )
+        return pending
+
+    def _free_slug(self, session: Session, import_id: str, organization_id: int, wanted: str) -> str:
+        base = slugify(wanted, SLUG_LENGTH)
+        candidates = [] if needs_suffix("sentry.organization", base) else [base]
+        candidates += suffixed_candidates(
+            base or "org", SLUG_LENGTH, suffix_rng(import_id, "slug", organization_id)
+        )
+        for candidate in candidates:
+            holder = session.scalar(
+                select(OrganizationSlugReservation).where(OrganizationSlugReservation.slug == candidate)
+            )
+            if holder is None:
+                return candidate
+        return candidates[-1]  # all taken: the unique index refuses it and the transaction is retried
+
+    def _reservation(
+        self, session: Session, region_name: str, organization_id: int, kind: ReservationType
+    ) -> OrganizationSlugReservation | None:
+        return session.scalar(
+            select(OrganizationSlugReservation).where(
+                OrganizationSlugReservation.region_name == region_name,
+                OrganizationSlugReservation.organization_id == organization_id,
+                OrganizationSlugReservation.reservation_type == kind,
+            )
+        )
+
+    def _drain(self, shard: Shard) -> None:
+        """Drain a shard now, waiting for another drainer that holds it."""
+        deadline = time.monotonic() + self._drain_wait
+        while self._outbox.last_id([shard]):
+            try:
+                self._outbox.drain_shard(shard, self.handle)
+            except ShardBusy:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+
+    def _answer(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        final: dict[int, str] = {}
+        with Session(self._engine) as session, session.begin():
+            for organization_id, slug in sorted(wanted.items()):
+                failure = self._failures.pop((region_name, organization_id), None)
+                if failure is not None:
+                    raise failure
+                recorded = session.get(SlugRequest, (import_id, region_name, organization_id))
+                if recorded is not None:
+                    final[organization_id] = recorded.final
+                    continue
+                if self._reservation(
+                    session, region_name, organization_id, ReservationType.TEMPORARY_RENAME_ALIAS
+                ):
+                    raise SwapIncomplete(
+                        f"the rename of organization {organization_id} is still in progress; call again"
+                    )
+                primary = self._reservation(session, region_name, organization_id, ReservationType.PRIMARY)
+                if primary is None:
+                    raise SwapIncomplete(f"organization {organization_id} has no slug yet; call again")
+                session.add(
+                    SlugRequest(
+                        import_id=import_id,
+                        organization_id=organization_id,
+                        region_name=region_name,
+                        wanted=slug,
+                        final=primary.slug,
+                    )
+                )
+                final[organization_id] = primary.slug
+        return final
+
+    # ---- the outbox handler (runs with no transaction open) -------------------------------------------
+
+    def handle(self, message: Message) -> None:
+        if message.category is not OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE:
+            _LOGGER.warning("control outbox: no handler for %s", message.category.name)
+            return
+        region_name = message.shard.destination
+        with Session(self._engine) as session:
+            reservation = session.get(OrganizationSlugReservation, message.object_id)
+            if reservation is not None:
+                session.expunge(reservation)
+        if reservation is None:
+            self._regions.delete_replica(region_name, message.object_id)
+            return
+        self._regions.upsert_replica(region_name, reservation)
+        if reservation.reservation_type != ReservationType.TEMPORARY_RENAME_ALIAS:
+            return
+        try:
+            self._regions.update_slug(region_name, reservation)
+        except RemoteAlreadyExists as exc:
+            self._swap_done(reservation, succeeded=False)
+            self._failures[(region_name, reservation.organization_id)] = SlugTaken(
+                reservation.organization_id, reservation.slug, exc.message
+            )
+            return
+        self._swap_done(reservation, succeeded=True)
+
+    def _swap_done(self, alias: OrganizationSlugReservation, *, succeeded: bool) -> None:
+        """Drop the alias; on success the organization's PRIMARY reservation takes its slug."""
+        shard = shard_of(alias.region_name, alias.organization_id)
+        with Session(self._engine) as session, session.begin():
+            held = session.get(OrganizationSlugReservation, alias.id)
+            if held is not None:
+                session.delete(held)
+                session.flush()
+                enqueue(
+                    session.connection(),
+                    CONTROL_OUTBOX,
+                    shard,
+                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                    alias.id,
+                )
+            if not succeeded:
+                return
+            primary = self._reservation(
+                session, alias.region_name, alias.organization_id, ReservationType.PRIMARY
+            )
+            if primary is None:
+                primary = OrganizationSlugReservation(
+                    slug=alias.slug,
+                    organization_id=alias.organization_id,
+                    region_name=alias.region_name,
+                    reservation_type=ReservationType.PRIMARY,
+                )
+                session.add(primary)
+            else:
+                primary.slug = alias.slug
+                primary.region_name = alias.region_name
+            session.flush()
+            enqueue(
+                session.connection(),
+                CONTROL_OUTBOX,
+                shard,
+                OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                primary.id,
+            )
+
+    def drain_due(self) -> int:
+        """One sweep over every due shard (the background drainer and DrainOutbox call this)."""
+        return self._outbox.drain_due(self.handle)
+
+    # ---- organization mappings ----------------------------------------------------------------------
+
+    def upsert_mapping(self, update: MappingUpdate) -> None:
+        """Create or update an organization's mapping; a reservation in its region must back the slug."""
+        with Session(self._engine) as session, session.begin():
+            backed = session.scalar(
+                select(OrganizationSlugReservation).where(
+                    OrganizationSlugReservation.organization_id == update.organization_id,
+                    OrganizationSlugReservation.slug == update.slug,
+                    OrganizationSlugReservation.region_name == update.region_name,
+                )
+            )
+            if backed is None:
+                raise MappingRejected(
+                    f"organization {update.organization_id} holds no reservation of {update.slug!r} "
+                    f"in region {update.region_name!r}"
+                )
+            mapping = session.scalar(
+                select(OrganizationMapping).where(
+                    OrganizationMapping.region_name == update.region_name,
+                    OrganizationMapping.organization_id == update.organization_id,
+                )
+            )
+            if mapping is None:
+                mapping = OrganizationMapping(
+                    organization_id=update.organization_id, region_name=update.region_name
+                )
+                session.add(mapping)
+            mapping.slug, mapping.name = update.slug, update.name
+            mapping.region_name, mapping.status = update.region_name, update.status

@@ -1,0 +1,1 @@
+"""Control's global state: slug reservations, organization mappings."""

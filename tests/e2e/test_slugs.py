@@ -1,0 +1,256 @@
+"""Global organization slugs: control's reservations, the rename callback into the region, mappings,
+replicas and outboxes, with one control silo and two regions as real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import Table, func, insert, select
+
+from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation
+from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugReservationReplica
+from shared.db.engine import make_engine
+from shared.db.outbox import OutboxCategory, OutboxScope, Shard, enqueue
+from shared.rpc.client import PeerClient
+from shared.rpc.errors import RemoteError
+from shared.rpc.v1 import control_pb2
+from tests.conftest import DatabaseFactory
+from tests.helpers import CONTROL_SERVICE, Silos, Topology, eventually, rpc, running_topology, start_control
+from tests.importing import run_import
+
+pytestmark = pytest.mark.e2e
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-export.json"
+ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
+RESERVATIONS: Table = OrganizationSlugReservation.__table__  # type: ignore[assignment]
+MAPPINGS: Table = OrganizationMapping.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class World:
+    topology: Topology
+    control_db: str
+    region_dbs: dict[str, str]
+    workdir: Path
+
+    def region_silos(self, name: str) -> Silos:
+        return Silos(self.topology.control, self.topology.regions[name], name)
+
+    def import_into(self, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_import(
+            self.region_silos(name),
+            self.region_dbs[name],
+            "organizations",
+            EXAMPLE,
+            *extra,
+            cwd=self.workdir,
+        )
+
+    def control_client(self) -> PeerClient:
+        return PeerClient(
+            self.topology.control.address, CONTROL_SERVICE, settings=rpc(max_attempts=1), peer="control"
+        )
+
+
+@pytest.fixture
+def world(make_database: DatabaseFactory, tmp_path: Path) -> Iterator[World]:
+    control_db = make_database("control")
+    region_dbs = {"eu": make_database("region_eu"), "us": make_database("region_us")}
+    with running_topology(control_db, region_dbs, tmp_path) as topology:
+        yield World(topology, control_db, region_dbs, tmp_path)
+
+
+def organizations(url: str) -> dict[int, str]:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        found = {r.id: r.slug for r in connection.execute(select(ORGANIZATIONS.c.id, ORGANIZATIONS.c.slug))}
+    engine.dispose()
+    return found
+
+
+def assert_everything_agrees(world: World) -> None:
+    """Region rows, replicas, mappings and PRIMARY reservations name the same slugs; no alias is left
+    and every outbox is empty."""
+    control = make_engine(world.control_db)
+    with control.connect() as connection:
+        reservations = connection.execute(select(RESERVATIONS)).mappings().all()
+        mappings = connection.execute(select(MAPPINGS)).mappings().all()
+        left = connection.execute(select(func.count()).select_from(CONTROL_OUTBOX)).scalar_one()
+    control.dispose()
+    assert [r for r in reservations if r["reservation_type"] != 0] == [], "a temporary alias is left"
+    assert left == 0
+    primary = {(r["region_name"], r["organization_id"]): r for r in reservations}
+    mapped = {(m["region_name"], m["organization_id"]): m["slug"] for m in mappings}
+    all_slugs = []
+    for name, url in world.region_dbs.items():
+        for organization_id, slug in organizations(url).items():
+            all_slugs.append(slug)
+            assert primary[(name, organization_id)]["slug"] == slug
+            assert mapped[(name, organization_id)] == slug
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            replicas = {
+                r.reservation_id: r.slug
+                for r in connection.execute(
+                    select(
+                        OrganizationSlugReservationReplica.reservation_id,
+                        OrganizationSlugReservationReplica.slug,
+                    )
+                )
+            }
+            queued = connection.execute(select(func.count()).select_from(REGION_OUTBOX)).scalar_one()
+        engine.dispose()
+        assert queued == 0
+        for (region, _org), reservation in primary.items():
+            if region == name:
+                assert replicas.get(reservation["id"]) == reservation["slug"]
+    assert len(all_slugs) == len(set(all_slugs)), "slugs must be globally unique"
+
+
+def test_colliding_slugs_in_the_same_and_another_region_all_end_unique(world: World) -> None:
+    for name in ("eu", "eu", "us"):
+        result = world.import_into(name)
+        assert result.returncode == 0, result.stderr
+    eu, us = organizations(world.region_dbs["eu"]), organizations(world.region_dbs["us"])
+    assert {"acme", "globex", "initech"} <= set(eu.values())
+    assert all(slug.split("-")[0] in ("acme", "globex", "initech") and "-" in slug for slug in us.values())
+    eventually(lambda: assert_everything_agrees(world), timeout_s=30)
+
+
+def test_two_regions_importing_the_same_slugs_at_once(world: World) -> None:
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def run(name: str) -> None:
+        results[name] = world.import_into(name)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("eu", "us")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.returncode == 0 for r in results.values()), {n: r.stderr for n, r in results.items()}
+    slugs = [*organizations(world.region_dbs["eu"]).values(), *organizations(world.region_dbs["us"]).values()]
+    assert len(slugs) == 6 and len(set(slugs)) == 6
+    eventually(lambda: assert_everything_agrees(world), timeout_s=30)
+
+
+def test_the_bulk_call_is_idempotent_and_guards_temporary_aliases(world: World) -> None:
+    import_id = str(uuid.uuid4())
+    result = world.import_into("eu", "--import-uuid", import_id)
+    assert result.returncode == 0, result.stderr
+    eu = organizations(world.region_dbs["eu"])
+    client = world.control_client()
+    request = control_pb2.BulkReserveOrganizationSlugsRequest(
+        import_id=import_id, region_name="eu", slugs_by_organization_id={1: "acme", 2: "globex", 3: "initech"}
+    )
+    again = client.call(
+        "BulkReserveOrganizationSlugs", request, control_pb2.BulkReserveOrganizationSlugsResponse
+    )
+    assert dict(again.final_slugs) == eu  # a retry after a lost answer: same slugs, nothing renamed twice
+    assert organizations(world.region_dbs["eu"]) == eu
+    engine = make_engine(world.control_db)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(RESERVATIONS).values(
+                slug="held-by-other",
+                organization_id=2,
+                region_name="eu",
+                reservation_type=2,
+                import_id="other",
+            )
+        )
+    engine.dispose()
+    other = control_pb2.BulkReserveOrganizationSlugsRequest(
+        import_id=str(uuid.uuid4()), region_name="eu", slugs_by_organization_id={2: "globex-two"}
+    )
+    with pytest.raises(RemoteError) as caught:
+        client.call("BulkReserveOrganizationSlugs", other, control_pb2.BulkReserveOrganizationSlugsResponse)
+    assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION and caught.value.reason == "alias_held"
+    unknown = control_pb2.BulkReserveOrganizationSlugsRequest(
+        import_id=str(uuid.uuid4()), region_name="mars", slugs_by_organization_id={1: "x"}
+    )
+    with pytest.raises(RemoteError) as caught:
+        client.call("BulkReserveOrganizationSlugs", unknown, control_pb2.BulkReserveOrganizationSlugsResponse)
+    assert caught.value.reason == "unknown_region"
+    client.close()
+
+
+def test_a_slug_the_region_cannot_take_is_already_exists_and_leaves_no_alias(world: World) -> None:
+    engine = make_engine(world.region_dbs["eu"])
+    with engine.begin() as connection:
+        for slug in ("taken", "mine"):
+            connection.execute(
+                insert(ORGANIZATIONS).values(
+                    name=slug,
+                    slug=slug,
+                    slug_ci=slug,
+                    status=0,
+                    default_role="member",
+                    is_test=False,
+                    flags=0,
+                )
+            )
+    engine.dispose()
+    client = world.control_client()
+    ids = {slug: oid for oid, slug in organizations(world.region_dbs["eu"]).items()}
+    request = control_pb2.BulkReserveOrganizationSlugsRequest(
+        import_id=str(uuid.uuid4()), region_name="eu", slugs_by_organization_id={ids["mine"]: "taken"}
+    )
+    with pytest.raises(RemoteError) as caught:
+        client.call("BulkReserveOrganizationSlugs", request, control_pb2.BulkReserveOrganizationSlugsResponse)
+    assert caught.value.code == grpc.StatusCode.ALREADY_EXISTS
+    assert caught.value.detail.fields["slug"] == "taken"
+    assert caught.value.detail.fields["organization_id"] == str(ids["mine"])
+    control = make_engine(world.control_db)
+    with control.connect() as connection:
+        aliases = connection.execute(
+            select(func.count())
+            .select_from(RESERVATIONS)
+            .where(OrganizationSlugReservation.reservation_type == 2)
+        ).scalar_one()
+    control.dispose()
+    assert aliases == 0
+    client.close()
+
+
+def test_queued_messages_are_delivered_after_control_comes_back(world: World) -> None:
+    result = world.import_into("eu")
+    assert result.returncode == 0, result.stderr
+    control_address = world.topology.control.address
+    assert world.topology.control.stop() == 0
+    engine = make_engine(world.region_dbs["eu"])
+    with engine.begin() as connection:
+        for name in ("Acme Renamed", "Acme Final"):
+            connection.execute(ORGANIZATIONS.update().where(ORGANIZATIONS.c.id == 1).values(name=name))
+            enqueue(
+                connection,
+                REGION_OUTBOX,
+                Shard("", OutboxScope.ORGANIZATION, 1),
+                OutboxCategory.ORGANIZATION_UPDATE,
+                1,
+            )
+    engine.dispose()
+    addresses = ",".join(f"{n}={p.address}" for n, p in world.topology.regions.items())
+    restarted = start_control(world.control_db, world.workdir, regions=addresses, listen=control_address)
+    world.topology.control = restarted
+    restarted.wait_healthy()
+
+    def delivered() -> None:
+        control = make_engine(world.control_db)
+        with control.connect() as connection:
+            name = connection.execute(
+                select(OrganizationMapping.name).where(
+                    OrganizationMapping.region_name == "eu", OrganizationMapping.organization_id == 1
+                )
+            ).scalar_one()
+        control.dispose()
+        assert name == "Acme Final"
+        assert_everything_agrees(world)
+
+    eventually(delivered, timeout_s=60)
