@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.config import ControlSettings
 from control.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
 from control.db.schema import MIGRATIONS, claim_database
+from control.memberships import MembershipService
 from control.rpc.region_client import GrpcRegionClients
 from control.rpc.servicer import ControlServicer
 from control.slugs import SlugService
@@ -56,5 +57,6 @@ def bootstrap(settings: ControlSettings) -> ControlApp:
             regions=regions,
             writer=BatchWriter(engine, RELOCATION_TABLES, IMPORT_CHUNKS),
             slugs=slugs,
+            memberships=MembershipService(engine),
         ),
     )

@@ -19,7 +19,7 @@ from region.errors import ControlNotConfigured
 from region.importer.engine import ImportEngine
 from region.importer.options import ImportOptions
 from region.importer.ports import Progress
-from region.organizations import OrganizationService, organization_shard
+from region.organizations import OrganizationService, organization_shard, produce_outbox
 from region.rpc.control_client import ControlBatchWriter, GrpcControlClient
 from region.rpc.servicer import RegionServicer
 from shared import service
@@ -64,7 +64,9 @@ class RegionApp:
             open_source=open_source,
             source_name=source_name,
             writers={
-                Silo.REGION: BatchWriter(self.engine, RELOCATION_TABLES, IMPORT_CHUNKS),
+                Silo.REGION: BatchWriter(
+                    self.engine, RELOCATION_TABLES, IMPORT_CHUNKS, after_insert=produce_outbox
+                ),
                 Silo.CONTROL: ControlBatchWriter(self.control),
             },
             ledger=SqlImportLedger(self.sessions),

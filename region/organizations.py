@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,9 +20,14 @@ from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugR
 from region.errors import RegionError
 from region.rpc.control_client import GrpcControlClient
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, ShardBusy, enqueue
+from shared.rpc.errors import RemoteFailedPrecondition
 
 _LOGGER = logging.getLogger(__name__)
+#: Longest a slug callback from control spends delivering this region's outbox before it answers.
+CALLBACK_DRAIN_S = 2.0
 ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
+MEMBERS = RELOCATION_TABLES["sentry.organizationmember"]
+MEMBER_TEAMS = RELOCATION_TABLES["sentry.organizationmemberteam"]
 
 
 class UnknownOrganization(RegionError):
@@ -72,7 +79,9 @@ class OrganizationService:
                 )
         except IntegrityError:
             raise SlugUnavailable(organization_id, slug) from None
-        self.drain(organization_shard(organization_id))
+        # Deliver the mapping now if the shard is short; a backlog must not hold up control's call, so the
+        # rest is left to the background drainer once the budget is spent.
+        self.drain(organization_shard(organization_id), wait_s=CALLBACK_DRAIN_S, budget_s=CALLBACK_DRAIN_S)
         return slug
 
     def upsert_replica(self, reservation: OrganizationSlugReservationReplica) -> None:
@@ -98,14 +107,18 @@ class OrganizationService:
 
     # ---- the region outbox ----------------------------------------------------------------------------
 
-    def drain(self, shard: Shard, *, wait_s: float = 20.0) -> None:
-        """Drain a shard now (waiting for another drainer that holds it)."""
-        deadline = time.monotonic() + wait_s
+    def drain(self, shard: Shard, *, wait_s: float = 20.0, budget_s: float | None = None) -> None:
+        """Drain a shard now (waiting up to ``wait_s`` for another drainer that holds it, and working at
+        most ``budget_s`` when given)."""
+        start = time.monotonic()
+        stop = None if budget_s is None else start + budget_s
         while self.outbox.last_id([shard]):
+            if stop is not None and time.monotonic() > stop:
+                return
             try:
-                self.outbox.drain_shard(shard, self.handle)
+                self.outbox.drain_shard(shard, self.handle, deadline=stop)
             except ShardBusy:
-                if time.monotonic() > deadline:
+                if time.monotonic() > start + wait_s:
                     return
                 time.sleep(0.05)
 
@@ -113,11 +126,19 @@ class OrganizationService:
         return self.outbox.drain_due(self.handle)
 
     def handle(self, message: Message) -> None:
-        if message.category is not OutboxCategory.ORGANIZATION_UPDATE:
-            _LOGGER.warning("region outbox: no handler for %s", message.category.name)
-            return
         if self._control is None:
             raise RegionError("this region has no control address; its outbox cannot be delivered")
+        handler = {
+            OutboxCategory.ORGANIZATION_UPDATE: self._organization_updated,
+            OutboxCategory.ORGANIZATION_MEMBER_UPDATE: self._member_updated,
+            OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE: self._member_team_updated,
+        }.get(message.category)
+        if handler is None:
+            _LOGGER.warning("region outbox: no handler for %s", message.category.name)
+            return
+        handler(self._control, message)
+
+    def _organization_updated(self, control: GrpcControlClient, message: Message) -> None:
         with self._engine.connect() as connection:
             organization = connection.execute(
                 select(ORGANIZATIONS.c.slug, ORGANIZATIONS.c.name, ORGANIZATIONS.c.status).where(
@@ -126,6 +147,86 @@ class OrganizationService:
             ).first()
         if organization is None:
             return  # deleted since: nothing to map
-        self._control.upsert_mapping(
-            message.object_id, self._region, organization.slug, organization.name, organization.status
+        try:
+            control.upsert_mapping(
+                message.object_id, self._region, organization.slug, organization.name, organization.status
+            )
+        except RemoteFailedPrecondition as exc:
+            if exc.reason != "mapping_rejected":
+                raise
+            # No reservation backs this slug yet (a fresh import): the mapping comes with the reservation.
+            _LOGGER.info("mapping of organization %d waits for its slug reservation", message.object_id)
+
+    def _member_updated(self, control: GrpcControlClient, message: Message) -> None:
+        m = MEMBERS.c
+        with self._engine.connect() as connection:
+            member = connection.execute(
+                select(m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
+                    m.id == message.object_id
+                )
+            ).first()
+        if member is not None:
+            control.upsert_member_mapping(
+                region_name=self._region,
+                organization_id=member.organization_id,
+                member_id=message.object_id,
+                user_id=member.user_id,
+                email=member.email,
+                role=member.role,
+                invite_status=member.invite_status or 0,
+            )
+
+    def _member_team_updated(self, control: GrpcControlClient, message: Message) -> None:
+        t = MEMBER_TEAMS.c
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(t.organizationmember_id, t.team_id, t.is_active).where(t.id == message.object_id)
+            ).first()
+        if row is not None:
+            control.upsert_member_team(
+                region_name=self._region,
+                organization_id=message.shard.shard_id,
+                member_team_id=message.object_id,
+                member_id=row.organizationmember_id,
+                team_id=row.team_id,
+                is_active=bool(row.is_active),
+            )
+
+
+def produce_outbox(
+    connection: Connection, model: str, inserted: Sequence[tuple[int, Mapping[str, Any]]]
+) -> None:
+    """Outbox messages for imported rows control must learn about, in the batch's own transaction."""
+    if model == "sentry.organization":
+        for new_id, _columns in inserted:
+            enqueue(
+                connection,
+                REGION_OUTBOX,
+                organization_shard(new_id),
+                OutboxCategory.ORGANIZATION_UPDATE,
+                new_id,
+            )
+    elif model == "sentry.organizationmember":
+        for new_id, columns in inserted:
+            enqueue(
+                connection,
+                REGION_OUTBOX,
+                organization_shard(columns["organization_id"]),
+                OutboxCategory.ORGANIZATION_MEMBER_UPDATE,
+                new_id,
+            )
+    elif model == "sentry.organizationmemberteam":
+        member_ids = sorted({int(columns["organizationmember_id"]) for _id, columns in inserted})
+        organization_of = dict(
+            connection.execute(
+                select(MEMBERS.c.id, MEMBERS.c.organization_id).where(MEMBERS.c.id.in_(member_ids))
+            ).all()
         )
+        for new_id, columns in inserted:
+            enqueue(
+                connection,
+                REGION_OUTBOX,
+                organization_shard(organization_of[columns["organizationmember_id"]]),
+                OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE,
+                new_id,
+            )

@@ -74,6 +74,39 @@ class OrganizationMapping(ControlBase):
     date_updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class OrganizationMemberMapping(ControlBase):
+    """Who belongs to which organization, as control knows it (from the regions' outboxes)."""
+
+    __tablename__ = "organization_member_mapping"
+    __table_args__ = (UniqueConstraint("region_name", "organizationmember_id", name="one_per_member"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    region_name: Mapped[str] = mapped_column(String(48))
+    organization_id: Mapped[int] = mapped_column(BigInteger(), index=True)
+    organizationmember_id: Mapped[int] = mapped_column(BigInteger())
+    user_id: Mapped[int | None] = mapped_column(BigInteger())
+    email: Mapped[str | None] = mapped_column(String(75))
+    role: Mapped[str] = mapped_column(String(32))
+    invite_status: Mapped[int] = mapped_column(Integer())
+
+
+class OrganizationMemberTeamReplica(ControlBase):
+    """Control's copy of a region's team memberships (from the regions' outboxes)."""
+
+    __tablename__ = "organization_member_team_replica"
+    __table_args__ = (
+        UniqueConstraint("region_name", "organizationmemberteam_id", name="one_per_membership"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    region_name: Mapped[str] = mapped_column(String(48))
+    organization_id: Mapped[int] = mapped_column(BigInteger(), index=True)
+    organizationmemberteam_id: Mapped[int] = mapped_column(BigInteger())
+    organizationmember_id: Mapped[int] = mapped_column(BigInteger())
+    team_id: Mapped[int] = mapped_column(BigInteger())
+    is_active: Mapped[bool] = mapped_column()
+
+
 class SlugRequest(ControlBase):
     """The answer to one import's slug request for one organization, so a retry gets the same answer."""
 

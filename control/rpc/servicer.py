@@ -6,6 +6,7 @@ import grpc
 
 from control import ping
 from control.errors import ControlError, UnknownRegion
+from control.memberships import MembershipService, MemberTeamUpdate, MemberUpdate
 from control.ports import BatchWriterPort, RegionPort
 from control.slugs import AliasHeld, MappingRejected, MappingUpdate, SlugService, SlugTaken, SwapIncomplete
 from shared.db.relocation_writer import WrongSilo
@@ -30,10 +31,18 @@ ERRORS: ErrorTable = {
 
 
 class ControlServicer(control_pb2_grpc.ControlServiceServicer):
-    def __init__(self, *, regions: RegionPort, writer: BatchWriterPort, slugs: SlugService) -> None:
+    def __init__(
+        self,
+        *,
+        regions: RegionPort,
+        writer: BatchWriterPort,
+        slugs: SlugService,
+        memberships: MembershipService,
+    ) -> None:
         self._regions = regions
         self._writer = writer
         self._slugs = slugs
+        self._memberships = memberships
 
     @translate_errors(ERRORS)
     def Ping(self, request: common_pb2.PingRequest, context: grpc.ServicerContext) -> common_pb2.PingResponse:
@@ -72,6 +81,39 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
             )
         )
         return control_pb2.UpsertOrganizationMappingResponse()
+
+    @translate_errors(ERRORS)
+    def UpsertOrganizationMemberMapping(
+        self, request: control_pb2.UpsertOrganizationMemberMappingRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UpsertOrganizationMemberMappingResponse:
+        self._memberships.upsert_member(
+            MemberUpdate(
+                region_name=request.region_name,
+                organization_id=request.organization_id,
+                organizationmember_id=request.organizationmember_id,
+                user_id=request.user_id or None,
+                email=request.email or None,
+                role=request.role,
+                invite_status=request.invite_status,
+            )
+        )
+        return control_pb2.UpsertOrganizationMemberMappingResponse()
+
+    @translate_errors(ERRORS)
+    def UpsertOrganizationMemberTeamReplica(
+        self, request: control_pb2.UpsertOrganizationMemberTeamReplicaRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UpsertOrganizationMemberTeamReplicaResponse:
+        self._memberships.upsert_member_team(
+            MemberTeamUpdate(
+                region_name=request.region_name,
+                organization_id=request.organization_id,
+                organizationmemberteam_id=request.organizationmemberteam_id,
+                organizationmember_id=request.organizationmember_id,
+                team_id=request.team_id,
+                is_active=request.is_active,
+            )
+        )
+        return control_pb2.UpsertOrganizationMemberTeamReplicaResponse()
 
     @translate_errors(ERRORS)
     def DrainOutbox(

@@ -36,6 +36,54 @@ class GrpcControlClient:
             control_pb2.UpsertOrganizationMappingResponse,
         )
 
+    def upsert_member_mapping(
+        self,
+        *,
+        region_name: str,
+        organization_id: int,
+        member_id: int,
+        user_id: int | None,
+        email: str | None,
+        role: str,
+        invite_status: int,
+    ) -> None:
+        self._peer.call(
+            "UpsertOrganizationMemberMapping",
+            control_pb2.UpsertOrganizationMemberMappingRequest(
+                region_name=region_name,
+                organization_id=organization_id,
+                organizationmember_id=member_id,
+                user_id=user_id or 0,
+                email=email or "",
+                role=role,
+                invite_status=invite_status,
+            ),
+            control_pb2.UpsertOrganizationMemberMappingResponse,
+        )
+
+    def upsert_member_team(
+        self,
+        *,
+        region_name: str,
+        organization_id: int,
+        member_team_id: int,
+        member_id: int,
+        team_id: int,
+        is_active: bool,
+    ) -> None:
+        self._peer.call(
+            "UpsertOrganizationMemberTeamReplica",
+            control_pb2.UpsertOrganizationMemberTeamReplicaRequest(
+                region_name=region_name,
+                organization_id=organization_id,
+                organizationmemberteam_id=member_team_id,
+                organizationmember_id=member_id,
+                team_id=team_id,
+                is_active=is_active,
+            ),
+            control_pb2.UpsertOrganizationMemberTeamReplicaResponse,
+        )
+
     def reserve_slugs(
         self, import_id: str, region_name: str, wanted: dict[int, str], *, timeout_s: float
     ) -> dict[int, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -198,9 +199,16 @@ class Outbox:
     # ---- draining -----------------------------------------------------------------------------------
 
     def drain_shard(
-        self, shard: Shard, handler: Handler, *, up_to: int | None = None, respect_schedule: bool = False
+        self,
+        shard: Shard,
+        handler: Handler,
+        *,
+        up_to: int | None = None,
+        respect_schedule: bool = False,
+        deadline: float | None = None,
     ) -> int:
-        """Process the shard's messages (ids up to ``up_to``, if given) in order; returns how many.
+        """Process the shard's messages (ids up to ``up_to``, if given) in order; returns how many. With
+        a ``deadline`` (``time.monotonic()``), stop between messages once it has passed and leave the rest.
 
         Raises :class:`ShardBusy` when another drainer holds the shard, and the handler's error when a
         message fails (its rows then wait with backoff)."""
@@ -221,6 +229,8 @@ class Outbox:
                     raise
                 self._finish(shard, [m.id for m in group])
                 done += 1
+                if deadline is not None and time.monotonic() > deadline:
+                    return done
         finally:
             self._release(shard)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ ATTEMPTS = 3
 IN_CHUNK = 500
 
 Key = tuple[Any, ...]
+AfterInsert = Callable[[Connection, str, Sequence[tuple[int, Mapping[str, Any]]]], None]
 
 
 class WrongSilo(SharedError):
@@ -89,10 +90,19 @@ def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list[Any]]:
 class BatchWriter:
     """Writes batches of the models whose tables it is given."""
 
-    def __init__(self, engine: Engine, tables: Mapping[str, Table], chunks: Table) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tables: Mapping[str, Table],
+        chunks: Table,
+        *,
+        after_insert: AfterInsert | None = None,
+    ) -> None:
         self._engine = engine
         self._tables = tables
         self._chunks = chunks
+        #: Called in the batch's transaction with the rows it inserted (the region writes outbox messages).
+        self._after_insert = after_insert
 
     def write(self, batch: Batch) -> BatchResult:
         table = self._tables.get(batch.model)
@@ -185,9 +195,11 @@ class BatchWriter:
     def _write(self, connection: Connection, table: Table, batch: Batch) -> BatchResult:
         spec = REGISTRY[batch.model]
         columns = [self._columns(spec, row) for row in batch.rows]
-        return _BatchWrite(connection, table, spec, batch, columns).run()
-
-    # ---- failures ---------------------------------------------------------------------------------
+        write = _BatchWrite(connection, table, spec, batch, columns)
+        result = write.run()
+        if self._after_insert is not None:
+            self._after_insert(connection, spec.name, write.inserted())
+        return result
 
     def _locate(self, table: Table, batch: Batch, error: DBAPIError) -> WriteRefused:
         """Write the batch again, the same way, one row at a time, to name the row the database refuses."""
@@ -247,6 +259,14 @@ class _BatchWrite:
                         self.in_batch[position][key] = index
         self._insert()
         return BatchResult(self._entries(), tuple(self.findings))
+
+    def inserted(self) -> list[tuple[int, dict[str, Any]]]:
+        """(new id, columns) of every row this batch inserted."""
+        return [
+            (outcome.target, self.columns[i])
+            for i, outcome in enumerate(self.outcomes)
+            if outcome.kind is ImportKind.INSERTED and outcome.target is not None
+        ]
 
     def _existing(self, unique: Unique) -> dict[Key, int]:
         spec, table = self.spec, self.table

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from shared.rpc.client import PeerClient
 from shared.rpc.errors import RemoteError
 from shared.rpc.v1 import control_pb2
 from tests.conftest import DatabaseFactory
+from tests.exports import generate, write_export
 from tests.helpers import CONTROL_SERVICE, Silos, Topology, eventually, rpc, running_topology, start_control
 from tests.importing import run_import
 
@@ -254,3 +256,45 @@ def test_queued_messages_are_delivered_after_control_comes_back(world: World) ->
         assert_everything_agrees(world)
 
     eventually(delivered, timeout_s=60)
+
+
+def test_a_backlog_in_the_region_does_not_stall_the_slug_call(world: World) -> None:
+    source = write_export(world.workdir / "big-org.json", generate(orgs=1, members=1000, teams=1, projects=1))
+    result = run_import(
+        world.region_silos("eu"), world.region_dbs["eu"], "organizations", source, cwd=world.workdir
+    )
+    assert result.returncode == 0, result.stderr
+    # Queue a backlog of 2000 messages, each an RPC to control, in the organization's shard.
+    engine = make_engine(world.region_dbs["eu"])
+    members = RELOCATION_TABLES["sentry.organizationmember"]
+    member_teams = RELOCATION_TABLES["sentry.organizationmemberteam"]
+    with engine.begin() as connection:
+        (organization_id,) = connection.execute(select(ORGANIZATIONS.c.id)).one()
+        shard = Shard("", OutboxScope.ORGANIZATION, organization_id)
+        for (member_id,) in connection.execute(select(members.c.id)).all():
+            enqueue(connection, REGION_OUTBOX, shard, OutboxCategory.ORGANIZATION_MEMBER_UPDATE, member_id)
+        for (member_team_id,) in connection.execute(select(member_teams.c.id)).all():
+            enqueue(
+                connection,
+                REGION_OUTBOX,
+                shard,
+                OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE,
+                member_team_id,
+            )
+    engine.dispose()
+    client = world.control_client()
+    request = control_pb2.BulkReserveOrganizationSlugsRequest(
+        import_id=str(uuid.uuid4()),
+        region_name="eu",
+        slugs_by_organization_id={organization_id: "renamed-org"},
+    )
+    started = time.monotonic()
+    answer = client.call(
+        "BulkReserveOrganizationSlugs", request, control_pb2.BulkReserveOrganizationSlugsResponse, timeout=15
+    )
+    elapsed = time.monotonic() - started
+    client.close()
+    assert dict(answer.final_slugs) == {organization_id: "renamed-org"}
+    assert elapsed < 15
+    assert organizations(world.region_dbs["eu"]) == {organization_id: "renamed-org"}
+    eventually(lambda: assert_everything_agrees(world), timeout_s=120)

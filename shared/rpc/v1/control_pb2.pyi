@@ -224,3 +224,105 @@ class UpsertOrganizationMappingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpsertOrganizationMappingResponse: _TypeAlias = UpsertOrganizationMappingResponse  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMemberMappingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_NAME_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATIONMEMBER_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    INVITE_STATUS_FIELD_NUMBER: _builtins.int
+    region_name: _builtins.str
+    organization_id: _builtins.int
+    organizationmember_id: _builtins.int
+    user_id: _builtins.int
+    """0 when the member is a pending invite."""
+    email: _builtins.str
+    role: _builtins.str
+    invite_status: _builtins.int
+    def __init__(
+        self,
+        *,
+        region_name: _builtins.str = ...,
+        organization_id: _builtins.int = ...,
+        organizationmember_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        email: _builtins.str = ...,
+        role: _builtins.str = ...,
+        invite_status: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "invite_status", b"invite_status", "organization_id", b"organization_id", "organizationmember_id", b"organizationmember_id", "region_name", b"region_name", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMemberMappingRequest: _TypeAlias = UpsertOrganizationMemberMappingRequest  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMemberMappingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMemberMappingResponse: _TypeAlias = UpsertOrganizationMemberMappingResponse  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMemberTeamReplicaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_NAME_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATIONMEMBERTEAM_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATIONMEMBER_ID_FIELD_NUMBER: _builtins.int
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    IS_ACTIVE_FIELD_NUMBER: _builtins.int
+    region_name: _builtins.str
+    organization_id: _builtins.int
+    organizationmemberteam_id: _builtins.int
+    organizationmember_id: _builtins.int
+    team_id: _builtins.int
+    is_active: _builtins.bool
+    def __init__(
+        self,
+        *,
+        region_name: _builtins.str = ...,
+        organization_id: _builtins.int = ...,
+        organizationmemberteam_id: _builtins.int = ...,
+        organizationmember_id: _builtins.int = ...,
+        team_id: _builtins.int = ...,
+        is_active: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_active", b"is_active", "organization_id", b"organization_id", "organizationmember_id", b"organizationmember_id", "organizationmemberteam_id", b"organizationmemberteam_id", "region_name", b"region_name", "team_id", b"team_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMemberTeamReplicaRequest: _TypeAlias = UpsertOrganizationMemberTeamReplicaRequest  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMemberTeamReplicaResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMemberTeamReplicaResponse: _TypeAlias = UpsertOrganizationMemberTeamReplicaResponse  # noqa: Y015

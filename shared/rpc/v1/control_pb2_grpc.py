@@ -55,6 +55,16 @@ class ControlServiceStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.FromString,
                 _registered_method=True)
+        self.UpsertOrganizationMemberMapping = channel.unary_unary(
+                '/siloport.v1.ControlService/UpsertOrganizationMemberMapping',
+                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingResponse.FromString,
+                _registered_method=True)
+        self.UpsertOrganizationMemberTeamReplica = channel.unary_unary(
+                '/siloport.v1.ControlService/UpsertOrganizationMemberTeamReplica',
+                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaResponse.FromString,
+                _registered_method=True)
         self.DrainOutbox = channel.unary_unary(
                 '/siloport.v1.ControlService/DrainOutbox',
                 request_serializer=shared_dot_rpc_dot_v1_dot_common__pb2.DrainOutboxRequest.SerializeToString,
@@ -94,6 +104,20 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertOrganizationMemberMapping(self, request, context):
+        """Creates or updates the mapping of one organization member (sent by a region's outbox).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertOrganizationMemberTeamReplica(self, request, context):
+        """Creates or updates control's replica of one team membership (sent by a region's outbox).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DrainOutbox(self, request, context):
         """Drains control outbox shards now.
         """
@@ -123,6 +147,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.UpsertOrganizationMapping,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.SerializeToString,
+            ),
+            'UpsertOrganizationMemberMapping': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertOrganizationMemberMapping,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingResponse.SerializeToString,
+            ),
+            'UpsertOrganizationMemberTeamReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertOrganizationMemberTeamReplica,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaResponse.SerializeToString,
             ),
             'DrainOutbox': grpc.unary_unary_rpc_method_handler(
                     servicer.DrainOutbox,
@@ -238,6 +272,60 @@ class ControlService:
             '/siloport.v1.ControlService/UpsertOrganizationMapping',
             shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.SerializeToString,
             shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertOrganizationMemberMapping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/siloport.v1.ControlService/UpsertOrganizationMemberMapping',
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertOrganizationMemberTeamReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/siloport.v1.ControlService/UpsertOrganizationMemberTeamReplica',
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class ControlServiceStub:
     """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
     UpsertOrganizationMapping: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingRequest, _control_pb2.UpsertOrganizationMappingResponse]
     """Creates or updates the mapping of one organization (sent by a region's outbox)."""
+    UpsertOrganizationMemberMapping: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingRequest, _control_pb2.UpsertOrganizationMemberMappingResponse]
+    """Creates or updates the mapping of one organization member (sent by a region's outbox)."""
+    UpsertOrganizationMemberTeamReplica: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberTeamReplicaRequest, _control_pb2.UpsertOrganizationMemberTeamReplicaResponse]
+    """Creates or updates control's replica of one team membership (sent by a region's outbox)."""
     DrainOutbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]
     """Drains control outbox shards now."""
 
@@ -58,6 +62,10 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
     UpsertOrganizationMapping: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingRequest, _control_pb2.UpsertOrganizationMappingResponse]  # type: ignore[assignment]
     """Creates or updates the mapping of one organization (sent by a region's outbox)."""
+    UpsertOrganizationMemberMapping: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingRequest, _control_pb2.UpsertOrganizationMemberMappingResponse]  # type: ignore[assignment]
+    """Creates or updates the mapping of one organization member (sent by a region's outbox)."""
+    UpsertOrganizationMemberTeamReplica: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberTeamReplicaRequest, _control_pb2.UpsertOrganizationMemberTeamReplicaResponse]  # type: ignore[assignment]
+    """Creates or updates control's replica of one team membership (sent by a region's outbox)."""
     DrainOutbox: _aio.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]  # type: ignore[assignment]
     """Drains control outbox shards now."""
 
@@ -95,6 +103,22 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.UpsertOrganizationMappingResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMappingResponse]]:
         """Creates or updates the mapping of one organization (sent by a region's outbox)."""
+
+    @_abc_1.abstractmethod
+    def UpsertOrganizationMemberMapping(
+        self,
+        request: _control_pb2.UpsertOrganizationMemberMappingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.UpsertOrganizationMemberMappingResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMemberMappingResponse]]:
+        """Creates or updates the mapping of one organization member (sent by a region's outbox)."""
+
+    @_abc_1.abstractmethod
+    def UpsertOrganizationMemberTeamReplica(
+        self,
+        request: _control_pb2.UpsertOrganizationMemberTeamReplicaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.UpsertOrganizationMemberTeamReplicaResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMemberTeamReplicaResponse]]:
+        """Creates or updates control's replica of one team membership (sent by a region's outbox)."""
 
     @_abc_1.abstractmethod
     def DrainOutbox(
