@@ -298,3 +298,49 @@ def test_a_backlog_in_the_region_does_not_stall_the_slug_call(world: World) -> N
     assert elapsed < 15
     assert organizations(world.region_dbs["eu"]) == {organization_id: "renamed-org"}
     eventually(lambda: assert_everything_agrees(world), timeout_s=120)
+
+
+def test_a_lost_answer_is_retried_to_the_same_slugs_without_a_second_rename(world: World) -> None:
+    engine = make_engine(world.region_dbs["eu"])
+    with engine.begin() as connection:
+        connection.execute(
+            insert(ORGANIZATIONS).values(
+                name="Lost",
+                slug="lost",
+                slug_ci="lost",
+                status=0,
+                default_role="member",
+                is_test=False,
+                flags=0,
+            )
+        )
+        (organization_id,) = connection.execute(select(ORGANIZATIONS.c.id)).one()
+    engine.dispose()
+    import_id = str(uuid.uuid4())
+    request = control_pb2.BulkReserveOrganizationSlugsRequest(
+        import_id=import_id, region_name="eu", slugs_by_organization_id={organization_id: "lost"}
+    )
+    client = world.control_client()
+    # The caller gives up before control can answer: the answer is lost, whatever control had done.
+    with pytest.raises(RemoteError):
+        client.call(
+            "BulkReserveOrganizationSlugs",
+            request,
+            control_pb2.BulkReserveOrganizationSlugsResponse,
+            timeout=0.01,
+        )
+    first = client.call(
+        "BulkReserveOrganizationSlugs", request, control_pb2.BulkReserveOrganizationSlugsResponse
+    )
+    again = client.call(
+        "BulkReserveOrganizationSlugs", request, control_pb2.BulkReserveOrganizationSlugsResponse
+    )
+    client.close()
+    assert dict(first.final_slugs) == dict(again.final_slugs) == {organization_id: "lost"}
+    assert organizations(world.region_dbs["eu"]) == {organization_id: "lost"}
+    control = make_engine(world.control_db)
+    with control.connect() as connection:
+        held = connection.execute(select(RESERVATIONS.c.slug, RESERVATIONS.c.reservation_type)).all()
+    control.dispose()
+    assert held == [("lost", 0)]  # one PRIMARY, no orphan alias
+    eventually(lambda: assert_everything_agrees(world), timeout_s=30)
