@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
-from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, ShardBusy, enqueue
+from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, enqueue
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
 from shared.rpc.errors import RemoteAlreadyExists
 
@@ -93,7 +92,9 @@ class SlugService:
         self._regions.peer(region_name)  # an unknown region is an error before anything is written
         pending = self._hold_aliases(import_id, region_name, wanted)
         for organization_id in pending:
-            self._drain(shard_of(region_name, organization_id))
+            self._outbox.drain_now(
+                shard_of(region_name, organization_id), self.handle, wait_s=self._drain_wait
+            )
         return self._answer(import_id, region_name, wanted)
 
     def _hold_aliases(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> list[int]:
@@ -178,17 +179,6 @@ class SlugService:
                 OrganizationSlugReservation.reservation_type == kind,
             )
         )
-
-    def _drain(self, shard: Shard) -> None:
-        """Drain a shard now, waiting for another drainer that holds it."""
-        deadline = time.monotonic() + self._drain_wait
-        while self._outbox.last_id([shard]):
-            try:
-                self._outbox.drain_shard(shard, self.handle)
-            except ShardBusy:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.05)
 
     def _answer(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
         final: dict[int, str] = {}

@@ -8,7 +8,6 @@ drained after the commit, with no transaction open while control is called.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugReservationReplica
 from region.errors import RegionError
 from region.rpc.control_client import GrpcControlClient
-from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, ShardBusy, enqueue
+from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, enqueue
 from shared.rpc.errors import RemoteFailedPrecondition
 
 _LOGGER = logging.getLogger(__name__)
@@ -108,19 +107,7 @@ class OrganizationService:
     # ---- the region outbox ----------------------------------------------------------------------------
 
     def drain(self, shard: Shard, *, wait_s: float = 20.0, budget_s: float | None = None) -> None:
-        """Drain a shard now (waiting up to ``wait_s`` for another drainer that holds it, and working at
-        most ``budget_s`` when given)."""
-        start = time.monotonic()
-        stop = None if budget_s is None else start + budget_s
-        while self.outbox.last_id([shard]):
-            if stop is not None and time.monotonic() > stop:
-                return
-            try:
-                self.outbox.drain_shard(shard, self.handle, deadline=stop)
-            except ShardBusy:
-                if time.monotonic() > start + wait_s:
-                    return
-                time.sleep(0.05)
+        self.outbox.drain_now(shard, self.handle, wait_s=wait_s, budget_s=budget_s)
 
     def drain_due(self) -> int:
         return self.outbox.drain_due(self.handle)

@@ -198,6 +198,23 @@ class Outbox:
 
     # ---- draining -----------------------------------------------------------------------------------
 
+    def drain_now(
+        self, shard: Shard, handler: Handler, *, wait_s: float = 20.0, budget_s: float | None = None
+    ) -> None:
+        """Drain a shard right away, including what handlers add to it: wait up to ``wait_s`` for another
+        drainer that holds it, and work at most ``budget_s`` when given (the rest stays for later)."""
+        start = time.monotonic()
+        stop = None if budget_s is None else start + budget_s
+        while self.last_id([shard]):
+            if stop is not None and time.monotonic() > stop:
+                return
+            try:
+                self.drain_shard(shard, handler, deadline=stop)
+            except ShardBusy:
+                if time.monotonic() > start + wait_s:
+                    return
+                time.sleep(0.05)
+
     def drain_shard(
         self,
         shard: Shard,
