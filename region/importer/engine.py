@@ -20,12 +20,12 @@ from region.importer.errors import BatchFailed, ControlUnreachable, WriteFailed
 from region.importer.options import ImportOptions
 from region.importer.ports import Ledger, Progress, SlugReserver, Writer
 from region.importer.prepare import Preparer
-from region.importer.scan import Scan, records, scan_export
+from region.importer.scan import Scan
 from shared.errors import SharedError
 from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row, WriteRefused
 from shared.relocation.findings import Finding, FindingsLog
 from shared.relocation.pkmap import ImportKind, PrimaryKeyMap
-from shared.relocation.reader import Record
+from shared.relocation.reader import Record, read_records
 from shared.relocation.registry import lookup
 from shared.relocation.spec import ModelSpec, Silo
 
@@ -103,11 +103,6 @@ class ImportEngine:
         self._reported: set[str] = set()
         self._org_slugs: dict[int, str] = {}
 
-    def check(self) -> Scan:
-        """The first pass alone: raises on bad input, writes nothing."""
-        with self._open() as stream:
-            return scan_export(stream, self._source, self.options)
-
     def run(self, scan: Scan) -> ImportSummary:
         resumed = self._ledger.begin(self.options, scan.digest)
         summary = ImportSummary(self.options.import_id, resumed, scan.records)
@@ -123,7 +118,7 @@ class ImportEngine:
             for deferred in (False, True):
                 with self._open() as stream:
                     for batch in self._batches(
-                        records(stream, self._source), deferred=deferred, summary=summary
+                        read_records(stream, self._source), deferred=deferred, summary=summary
                     ):
                         self._write(batch, preparer, summary)
                 if not deferred:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -179,8 +178,3 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
             collector.add(record)
     keep_users, keep_emails, keep_orgs = collector.result(options)
     return Scan(total, counts, reader.digest.hexdigest(), keep_users, keep_emails, keep_orgs)
-
-
-def records(stream: TextIO, source: str) -> Iterator[Record]:
-    """The second pass: the same records, trusted now."""
-    return read_records(stream, source)
