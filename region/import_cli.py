@@ -23,6 +23,7 @@ from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
 from shared.errors import SharedError
 from shared.launcher import LocalSilos
+from shared.relocation.archive import Decryptor, GcpKmsDecryptor, PrivateKeyDecryptor, plain_export
 from shared.relocation.findings import Finding, FindingsLog
 from shared.relocation.spec import ImportScope
 
@@ -78,18 +79,26 @@ def _local_copy_of_stdin() -> Iterator[Path]:
         yield Path(spool.name)
 
 
-def _opener(path: Path) -> Callable[[], AbstractContextManager[TextIO]]:
+def _opener(path: Path, name: str) -> Callable[[], AbstractContextManager[TextIO]]:
     @contextmanager
     def open_source() -> Iterator[TextIO]:
         try:
-            with path.open(encoding="utf-8", newline="") as stream:
+            with path.open(encoding="utf-8-sig", newline="") as stream:  # a BOM is skipped
                 yield stream
         except UnicodeDecodeError as exc:
             raise NotAnExport(
-                f"{path}: not UTF-8 text ({exc.reason}); an export is a JSON list of records"
+                f"{name}: not UTF-8 text ({exc.reason}); an export is a JSON list of records"
             ) from None
 
     return open_source
+
+
+def _decryptor(args: argparse.Namespace) -> Decryptor | None:
+    if args.decrypt_with:
+        return PrivateKeyDecryptor(Path(args.decrypt_with))
+    if args.decrypt_with_gcp_kms:
+        return GcpKmsDecryptor(Path(args.decrypt_with_gcp_kms))
+    return None
 
 
 def _confirm(args: argparse.Namespace, scan: Scan, options: ImportOptions, target: str) -> bool:
@@ -139,7 +148,11 @@ def _import(
         if not path.is_file():
             raise CliError(f"{args.src}: no such file")
         source_name = args.src
-    open_source = _opener(path)
+    # Recognised by content: plain JSON as is; gzip and encrypted archives into a private temporary
+    # directory, removed at exit. Decryption comes before anything is written.
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="siloport-import-")))
+    path = plain_export(path, _decryptor(args), workdir, name=source_name)
+    open_source = _opener(path, source_name)
     if not args.silent:
         print(f"import id: {options.import_id}", file=out, flush=True)
     with open_source() as stream:
@@ -186,7 +199,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "4 a row the database refused, 5 control unreachable",
     )
     parser.add_argument("scope", choices=[s.value for s in ImportScope], help="what the import takes in")
-    parser.add_argument("src", metavar="SRC", help="the export file, or - for standard input")
+    parser.add_argument(
+        "src",
+        metavar="SRC",
+        help="the export file, or - for standard input: plain JSON, a gzip of it, or an encrypted "
+        "archive (recognised by content)",
+    )
+    decrypt = parser.add_mutually_exclusive_group()
+    decrypt.add_argument(
+        "--decrypt-with",
+        metavar="PRIVATE_KEY.pem",
+        help="decrypt an encrypted archive with this RSA private key (see 'siloport keys generate')",
+    )
+    decrypt.add_argument(
+        "--decrypt-with-gcp-kms",
+        metavar="CONFIG.json",
+        help="decrypt an encrypted archive with the Cloud KMS key in this Sentry KMS config file "
+        "(needs pip install 'siloport[gcp]')",
+    )
     parser.add_argument("--filter-usernames", metavar="A,B", help="users scope: import only these users")
     parser.add_argument(
         "--filter-org-slugs",

@@ -113,8 +113,9 @@ def build_parser(
         group.load()(commands)
     for register in extra:
         register(commands)
-    from shared import launcher  # noqa: PLC0415 - avoids an import cycle: launcher uses this module
+    from shared import keys_cli, launcher  # noqa: PLC0415 - avoids an import cycle: both use this module
 
+    keys_cli.register(commands)
     launcher.register(commands)
     return parser
 
