@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.config import ControlSettings
 from control.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
 from control.db.schema import MIGRATIONS, claim_database
+from control.exports import ExportService
 from control.memberships import MembershipService
 from control.rpc.region_client import GrpcRegionClients
 from control.rpc.servicer import ControlServicer
@@ -46,7 +47,7 @@ class ControlApp:
 def bootstrap(settings: ControlSettings) -> ControlApp:
     engine = make_engine(settings.db_url)
     regions = GrpcRegionClients(settings.region_addresses, settings=settings.rpc)
-    slugs = SlugService(engine, regions)
+    slugs = SlugService(engine, regions, outbox_lease_s=settings.outbox_lease_s)
     return ControlApp(
         settings=settings,
         engine=engine,
@@ -58,5 +59,6 @@ def bootstrap(settings: ControlSettings) -> ControlApp:
             writer=BatchWriter(engine, RELOCATION_TABLES, IMPORT_CHUNKS),
             slugs=slugs,
             memberships=MembershipService(engine),
+            exports=ExportService(engine, RELOCATION_TABLES),
         ),
     )

@@ -36,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         migrate=args.migrate,
         db_wait_s=args.db_wait,
+        outbox_lease_s=args.outbox_lease,
     )
     app = bootstrap(settings)
     service.run(

@@ -18,3 +18,6 @@ class ControlSettings:
     migrate: bool = True
     #: Seconds to wait for the database on start.
     db_wait_s: float = 30.0
+    #: How long an outbox drainer's claim on a shard lasts unless renewed (a crashed drainer's shard waits
+    #: this long); it must outlast the longest delivery call.
+    outbox_lease_s: float = 60.0

@@ -15,6 +15,7 @@ import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Session
 from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
-from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, enqueue
+from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, each
+from shared.db.unit_of_work import UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
 from shared.rpc.errors import RemoteAlreadyExists
 
@@ -79,10 +81,18 @@ def shard_of(region_name: str, organization_id: int) -> Shard:
 
 
 class SlugService:
-    def __init__(self, engine: Engine, regions: GrpcRegionClients, *, drain_wait_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        regions: GrpcRegionClients,
+        *,
+        drain_wait_s: float = 20.0,
+        outbox_lease_s: float = 60.0,
+    ) -> None:
         self._engine = engine
         self._regions = regions
-        self._outbox = Outbox(engine, CONTROL_OUTBOX)
+        self._outbox = Outbox(engine, CONTROL_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
+        self._deliver = each(self.handle)
         self._drain_wait = drain_wait_s
         self._failures: dict[tuple[str, int], SlugTaken] = {}
 
@@ -93,22 +103,25 @@ class SlugService:
         pending = self._hold_aliases(import_id, region_name, wanted)
         for organization_id in pending:
             self._outbox.drain_now(
-                shard_of(region_name, organization_id), self.handle, wait_s=self._drain_wait
+                shard_of(region_name, organization_id), self._deliver, wait_s=self._drain_wait
             )
         return self._answer(import_id, region_name, wanted)
 
     def _hold_aliases(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> list[int]:
         for attempt in range(5):
             try:
-                with Session(self._engine) as session, session.begin():
-                    return self._hold(session, import_id, region_name, wanted)
+                with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
+                    pending = self._hold(work, import_id, region_name, wanted)
+                    work.commit()  # delivers the aliases' messages: the region takes the slugs
+                    return pending
             except IntegrityError:
                 _LOGGER.info("slug race lost (attempt %d); choosing again", attempt + 1)
         raise ControlError("could not reserve slugs after 5 attempts: every candidate was taken concurrently")
 
     def _hold(
-        self, session: Session, import_id: str, region_name: str, wanted: Mapping[int, str]
+        self, work: UnitOfWork, import_id: str, region_name: str, wanted: Mapping[int, str]
     ) -> list[int]:
+        session = work.session
         answered = set(
             session.scalars(
                 select(SlugRequest.organization_id).where(
@@ -133,10 +146,12 @@ class SlugService:
                         "finish or retry that import first"
                     )
                 continue  # our own alias from an interrupted call: the drain below finishes it
+            chosen = self._free_slug(session, import_id, region_name, organization_id, slug)
             primary = self._reservation(session, region_name, organization_id, ReservationType.PRIMARY)
-            if primary is not None and primary.slug == slugify(slug, SLUG_LENGTH):
-                continue  # already holds what it asks for
-            chosen = self._free_slug(session, import_id, organization_id, slug)
+            if primary is not None and primary.slug == chosen:
+                # Already holds what this import would give it (asked for, or a rename finished by the
+                # background drainer after an answer was lost): nothing to rename.
+                continue
             alias = OrganizationSlugReservation(
                 slug=chosen,
                 organization_id=organization_id,
@@ -146,16 +161,17 @@ class SlugService:
             )
             session.add(alias)
             session.flush()
-            enqueue(
-                session.connection(),
-                CONTROL_OUTBOX,
+            work.enqueue(
                 shard_of(region_name, organization_id),
                 OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
                 alias.id,
             )
         return pending
 
-    def _free_slug(self, session: Session, import_id: str, organization_id: int, wanted: str) -> str:
+    def _free_slug(
+        self, session: Session, import_id: str, region_name: str, organization_id: int, wanted: str
+    ) -> str:
+        """The first of this import's candidates for the organization that is free or already its own."""
         base = slugify(wanted, SLUG_LENGTH)
         candidates = [] if needs_suffix("sentry.organization", base) else [base]
         candidates += suffixed_candidates(
@@ -165,7 +181,11 @@ class SlugService:
             holder = session.scalar(
                 select(OrganizationSlugReservation).where(OrganizationSlugReservation.slug == candidate)
             )
-            if holder is None:
+            if holder is None or (
+                holder.organization_id == organization_id
+                and holder.region_name == region_name
+                and holder.reservation_type == ReservationType.PRIMARY
+            ):
                 return candidate
         return candidates[-1]  # all taken: the unique index refuses it and the transaction is retried
 
@@ -242,19 +262,15 @@ class SlugService:
     def _swap_done(self, alias: OrganizationSlugReservation, *, succeeded: bool) -> None:
         """Drop the alias; on success the organization's PRIMARY reservation takes its slug."""
         shard = shard_of(alias.region_name, alias.organization_id)
-        with Session(self._engine) as session, session.begin():
+        with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
+            session = work.session
             held = session.get(OrganizationSlugReservation, alias.id)
             if held is not None:
                 session.delete(held)
-                session.flush()
-                enqueue(
-                    session.connection(),
-                    CONTROL_OUTBOX,
-                    shard,
-                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
-                    alias.id,
-                )
+                work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, alias.id)
             if not succeeded:
+                # This runs inside the drain of the same shard, which delivers the new messages next.
+                work.commit(drain=False)
                 return
             primary = self._reservation(
                 session, alias.region_name, alias.organization_id, ReservationType.PRIMARY
@@ -271,17 +287,12 @@ class SlugService:
                 primary.slug = alias.slug
                 primary.region_name = alias.region_name
             session.flush()
-            enqueue(
-                session.connection(),
-                CONTROL_OUTBOX,
-                shard,
-                OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
-                primary.id,
-            )
+            work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, primary.id)
+            work.commit(drain=False)  # as above: the enclosing drain delivers it
 
     def drain_due(self) -> int:
         """One sweep over every due shard (the background drainer and DrainOutbox call this)."""
-        return self._outbox.drain_due(self.handle)
+        return self._outbox.drain_due(self._deliver)
 
     # ---- organization mappings ----------------------------------------------------------------------
 

@@ -65,7 +65,11 @@ class RegionApp:
             source_name=source_name,
             writers={
                 Silo.REGION: BatchWriter(
-                    self.engine, RELOCATION_TABLES, IMPORT_CHUNKS, after_insert=produce_outbox
+                    self.engine,
+                    RELOCATION_TABLES,
+                    IMPORT_CHUNKS,
+                    after_insert=produce_outbox,
+                    unit_of_work=self.organizations.unit_of_work,
                 ),
                 Silo.CONTROL: ControlBatchWriter(self.control),
             },
@@ -118,7 +122,9 @@ def bootstrap(settings: RegionSettings) -> RegionApp:
         if settings.control_address
         else None
     )
-    organizations = OrganizationService(engine, control, region_name=settings.name)
+    organizations = OrganizationService(
+        engine, control, region_name=settings.name, outbox_lease_s=settings.outbox_lease_s
+    )
     return RegionApp(
         settings=settings,
         engine=engine,

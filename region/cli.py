@@ -47,6 +47,7 @@ def settings_from(args: argparse.Namespace, *, migrate: bool = True) -> RegionSe
         ),
         migrate=migrate,
         db_wait_s=getattr(args, "db_wait", 30.0),
+        outbox_lease_s=getattr(args, "outbox_lease", 60.0),
     )
 
 

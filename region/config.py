@@ -24,6 +24,8 @@ class RegionSettings:
     migrate: bool = True
     #: Seconds to wait for the database on start.
     db_wait_s: float = 30.0
+    #: How long an outbox drainer's claim on a shard lasts unless renewed (see ControlSettings).
+    outbox_lease_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugReservationReplica
 from region.errors import RegionError
-from region.rpc.control_client import GrpcControlClient
-from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, enqueue
+from region.rpc.control_client import GrpcControlClient, MemberMapping, MemberTeamReplica
+from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
+from shared.db.unit_of_work import UnitOfWork
 from shared.rpc.errors import RemoteFailedPrecondition
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,17 +53,24 @@ def organization_shard(organization_id: int) -> Shard:
 
 
 class OrganizationService:
-    def __init__(self, engine: Engine, control: GrpcControlClient | None, *, region_name: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        control: GrpcControlClient | None,
+        *,
+        region_name: str,
+        outbox_lease_s: float = 60.0,
+    ) -> None:
         self._engine = engine
         self._control = control
         self._region = region_name
-        self.outbox = Outbox(engine, REGION_OUTBOX)
+        self.outbox = Outbox(engine, REGION_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
 
     def update_slug_from_reservation(self, organization_id: int, slug: str) -> str:
         """Give the organization the slug control reserved for it; control's mapping follows."""
         try:
-            with self._engine.begin() as connection:
-                found = connection.execute(
+            with self.unit_of_work() as work:
+                found = work.connection.execute(
                     update(ORGANIZATIONS)
                     .where(ORGANIZATIONS.c.id == organization_id)
                     .values(slug=slug, slug_ci=slug.casefold())
@@ -69,13 +79,10 @@ class OrganizationService:
                     raise UnknownOrganization(
                         f"organization {organization_id} is not in region {self._region!r}"
                     )
-                enqueue(
-                    connection,
-                    REGION_OUTBOX,
-                    organization_shard(organization_id),
-                    OutboxCategory.ORGANIZATION_UPDATE,
-                    organization_id,
+                work.enqueue(
+                    organization_shard(organization_id), OutboxCategory.ORGANIZATION_UPDATE, organization_id
                 )
+                work.commit(drain=False)  # drained below, within the callback's budget
         except IntegrityError:
             raise SlugUnavailable(organization_id, slug) from None
         # Deliver the mapping now if the shard is short; a backlog must not hold up control's call, so the
@@ -106,24 +113,33 @@ class OrganizationService:
 
     # ---- the region outbox ----------------------------------------------------------------------------
 
+    def unit_of_work(self) -> UnitOfWork:
+        """A transaction whose outbox messages are delivered to control right after it commits."""
+        return UnitOfWork(self._engine, self.outbox, self.handle)
+
     def drain(self, shard: Shard, *, wait_s: float = 20.0, budget_s: float | None = None) -> None:
         self.outbox.drain_now(shard, self.handle, wait_s=wait_s, budget_s=budget_s)
 
     def drain_due(self) -> int:
         return self.outbox.drain_due(self.handle)
 
-    def handle(self, message: Message) -> None:
+    def handle(self, messages: Sequence[Message]) -> None:
+        """Deliver a run of one shard's messages in order: consecutive member and member-team messages
+        go to control in one call each."""
         if self._control is None:
             raise RegionError("this region has no control address; its outbox cannot be delivered")
-        handler = {
-            OutboxCategory.ORGANIZATION_UPDATE: self._organization_updated,
-            OutboxCategory.ORGANIZATION_MEMBER_UPDATE: self._member_updated,
-            OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE: self._member_team_updated,
-        }.get(message.category)
-        if handler is None:
-            _LOGGER.warning("region outbox: no handler for %s", message.category.name)
-            return
-        handler(self._control, message)
+        control = self._control
+        for category, run in groupby(messages, key=lambda m: m.category):
+            batch = list(run)
+            if category is OutboxCategory.ORGANIZATION_UPDATE:
+                for message in batch:
+                    self._organization_updated(control, message)
+            elif category is OutboxCategory.ORGANIZATION_MEMBER_UPDATE:
+                self._members_updated(control, batch)
+            elif category is OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE:
+                self._member_teams_updated(control, batch)
+            else:
+                _LOGGER.warning("region outbox: no handler for %s", category.name)
 
     def _organization_updated(self, control: GrpcControlClient, message: Message) -> None:
         with self._engine.connect() as connection:
@@ -144,76 +160,90 @@ class OrganizationService:
             # No reservation backs this slug yet (a fresh import): the mapping comes with the reservation.
             _LOGGER.info("mapping of organization %d waits for its slug reservation", message.object_id)
 
-    def _member_updated(self, control: GrpcControlClient, message: Message) -> None:
+    def _members_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         m = MEMBERS.c
         with self._engine.connect() as connection:
-            member = connection.execute(
-                select(m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
-                    m.id == message.object_id
+            members = connection.execute(
+                select(m.id, m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
+                    m.id.in_([message.object_id for message in messages])
                 )
-            ).first()
-        if member is not None:
-            control.upsert_member_mapping(
-                region_name=self._region,
+            ).all()
+        by_id = {member.id: member for member in members}
+        updates = [
+            MemberMapping(
                 organization_id=member.organization_id,
-                member_id=message.object_id,
+                member_id=member.id,
                 user_id=member.user_id,
                 email=member.email,
                 role=member.role,
                 invite_status=member.invite_status or 0,
             )
+            for member in (by_id.get(message.object_id) for message in messages)
+            if member is not None  # deleted since: nothing to map
+        ]
+        if updates:
+            control.upsert_member_mappings(self._region, updates)
 
-    def _member_team_updated(self, control: GrpcControlClient, message: Message) -> None:
+    def _member_teams_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         t = MEMBER_TEAMS.c
         with self._engine.connect() as connection:
-            row = connection.execute(
-                select(t.organizationmember_id, t.team_id, t.is_active).where(t.id == message.object_id)
-            ).first()
-        if row is not None:
-            control.upsert_member_team(
-                region_name=self._region,
+            rows = connection.execute(
+                select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(
+                    t.id.in_([message.object_id for message in messages])
+                )
+            ).all()
+        by_id = {row.id: row for row in rows}
+        updates = [
+            MemberTeamReplica(
                 organization_id=message.shard.shard_id,
                 member_team_id=message.object_id,
                 member_id=row.organizationmember_id,
                 team_id=row.team_id,
                 is_active=bool(row.is_active),
             )
+            for message, row in ((message, by_id.get(message.object_id)) for message in messages)
+            if row is not None
+        ]
+        if updates:
+            control.upsert_member_team_replicas(self._region, updates)
 
 
-def produce_outbox(
-    connection: Connection, model: str, inserted: Sequence[tuple[int, Mapping[str, Any]]]
-) -> None:
+def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
     """Outbox messages for imported rows control must learn about, in the batch's own transaction."""
     if model == "sentry.organization":
-        for new_id, _columns in inserted:
-            enqueue(
-                connection,
-                REGION_OUTBOX,
-                organization_shard(new_id),
-                OutboxCategory.ORGANIZATION_UPDATE,
-                new_id,
-            )
+        work.enqueue_many(
+            [
+                (organization_shard(new_id), OutboxCategory.ORGANIZATION_UPDATE, new_id, None)
+                for new_id, _columns in inserted
+            ]
+        )
     elif model == "sentry.organizationmember":
-        for new_id, columns in inserted:
-            enqueue(
-                connection,
-                REGION_OUTBOX,
-                organization_shard(columns["organization_id"]),
-                OutboxCategory.ORGANIZATION_MEMBER_UPDATE,
-                new_id,
-            )
+        work.enqueue_many(
+            [
+                (
+                    organization_shard(columns["organization_id"]),
+                    OutboxCategory.ORGANIZATION_MEMBER_UPDATE,
+                    new_id,
+                    None,
+                )
+                for new_id, columns in inserted
+            ]
+        )
     elif model == "sentry.organizationmemberteam":
         member_ids = sorted({int(columns["organizationmember_id"]) for _id, columns in inserted})
         organization_of = dict(
-            connection.execute(
+            work.connection.execute(
                 select(MEMBERS.c.id, MEMBERS.c.organization_id).where(MEMBERS.c.id.in_(member_ids))
             ).all()
         )
-        for new_id, columns in inserted:
-            enqueue(
-                connection,
-                REGION_OUTBOX,
-                organization_shard(organization_of[columns["organizationmember_id"]]),
-                OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE,
-                new_id,
-            )
+        work.enqueue_many(
+            [
+                (
+                    organization_shard(organization_of[columns["organizationmember_id"]]),
+                    OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE,
+                    new_id,
+                    None,
+                )
+                for new_id, columns in inserted
+            ]
+        )

@@ -65,6 +65,16 @@ def rpc_settings(args: argparse.Namespace, **overrides: object) -> RpcSettings:
     return RpcSettings(secrets=resolve_secrets(args.rpc_secrets), tls=tls, **overrides)  # type: ignore[arg-type]
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {value!r}")
+    return seconds
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
@@ -87,6 +97,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long to wait for the database to become reachable (default %(default)s)",
     )
     parser.add_argument("--threads", type=int, default=16, help="RPC worker threads (default %(default)s)")
+    parser.add_argument(
+        "--outbox-lease",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long an outbox drainer's claim on a shard lasts unless renewed: a crashed drainer's "
+        "shard waits this long before another drainer takes it; keep it above the RPC deadline "
+        "(default %(default)s)",
+    )
     parser.add_argument(
         "--grace",
         type=float,

@@ -6,15 +6,18 @@ import grpc
 
 from control import ping
 from control.errors import ControlError, UnknownRegion
+from control.exports import ExportService, NotExportable
 from control.memberships import MembershipService, MemberTeamUpdate, MemberUpdate
 from control.ports import BatchWriterPort, RegionPort
 from control.slugs import AliasHeld, MappingRejected, MappingUpdate, SlugService, SlugTaken, SwapIncomplete
 from shared.db.relocation_writer import WrongSilo
 from shared.ping import hops_from_proto, hops_to_proto
 from shared.relocation.batch import WriteRefused
+from shared.relocation.pages import BadFilter
 from shared.rpc.errors import ErrorTable, translate_errors
+from shared.rpc.export import MalformedExportRequest, filters_from_proto, page_to_proto
 from shared.rpc.relocation import MalformedBatch, batch_from_proto, result_to_proto
-from shared.rpc.v1 import common_pb2, control_pb2, control_pb2_grpc
+from shared.rpc.v1 import common_pb2, control_pb2, control_pb2_grpc, export_pb2
 
 #: The one table from control's domain errors to status codes.
 ERRORS: ErrorTable = {
@@ -26,6 +29,9 @@ ERRORS: ErrorTable = {
     WriteRefused: grpc.StatusCode.INVALID_ARGUMENT,
     WrongSilo: grpc.StatusCode.FAILED_PRECONDITION,
     MalformedBatch: grpc.StatusCode.INVALID_ARGUMENT,
+    NotExportable: grpc.StatusCode.INVALID_ARGUMENT,
+    BadFilter: grpc.StatusCode.INVALID_ARGUMENT,
+    MalformedExportRequest: grpc.StatusCode.INVALID_ARGUMENT,
     ControlError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
@@ -38,11 +44,13 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         writer: BatchWriterPort,
         slugs: SlugService,
         memberships: MembershipService,
+        exports: ExportService,
     ) -> None:
         self._regions = regions
         self._writer = writer
         self._slugs = slugs
         self._memberships = memberships
+        self._exports = exports
 
     @translate_errors(ERRORS)
     def Ping(self, request: common_pb2.PingRequest, context: grpc.ServicerContext) -> common_pb2.PingResponse:
@@ -83,43 +91,61 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         return control_pb2.UpsertOrganizationMappingResponse()
 
     @translate_errors(ERRORS)
-    def UpsertOrganizationMemberMapping(
-        self, request: control_pb2.UpsertOrganizationMemberMappingRequest, context: grpc.ServicerContext
-    ) -> control_pb2.UpsertOrganizationMemberMappingResponse:
-        self._memberships.upsert_member(
-            MemberUpdate(
-                region_name=request.region_name,
-                organization_id=request.organization_id,
-                organizationmember_id=request.organizationmember_id,
-                user_id=request.user_id or None,
-                email=request.email or None,
-                role=request.role,
-                invite_status=request.invite_status,
-            )
+    def UpsertOrganizationMemberMappings(
+        self, request: control_pb2.UpsertOrganizationMemberMappingsRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UpsertOrganizationMemberMappingsResponse:
+        self._memberships.upsert_members(
+            [
+                MemberUpdate(
+                    region_name=m.region_name,
+                    organization_id=m.organization_id,
+                    organizationmember_id=m.organizationmember_id,
+                    user_id=m.user_id or None,
+                    email=m.email or None,
+                    role=m.role,
+                    invite_status=m.invite_status,
+                )
+                for m in request.members
+            ]
         )
-        return control_pb2.UpsertOrganizationMemberMappingResponse()
+        return control_pb2.UpsertOrganizationMemberMappingsResponse()
 
     @translate_errors(ERRORS)
-    def UpsertOrganizationMemberTeamReplica(
-        self, request: control_pb2.UpsertOrganizationMemberTeamReplicaRequest, context: grpc.ServicerContext
-    ) -> control_pb2.UpsertOrganizationMemberTeamReplicaResponse:
-        self._memberships.upsert_member_team(
-            MemberTeamUpdate(
-                region_name=request.region_name,
-                organization_id=request.organization_id,
-                organizationmemberteam_id=request.organizationmemberteam_id,
-                organizationmember_id=request.organizationmember_id,
-                team_id=request.team_id,
-                is_active=request.is_active,
-            )
+    def UpsertOrganizationMemberTeamReplicas(
+        self, request: control_pb2.UpsertOrganizationMemberTeamReplicasRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UpsertOrganizationMemberTeamReplicasResponse:
+        self._memberships.upsert_member_teams(
+            [
+                MemberTeamUpdate(
+                    region_name=t.region_name,
+                    organization_id=t.organization_id,
+                    organizationmemberteam_id=t.organizationmemberteam_id,
+                    organizationmember_id=t.organizationmember_id,
+                    team_id=t.team_id,
+                    is_active=t.is_active,
+                )
+                for t in request.member_teams
+            ]
         )
-        return control_pb2.UpsertOrganizationMemberTeamReplicaResponse()
+        return control_pb2.UpsertOrganizationMemberTeamReplicasResponse()
 
     @translate_errors(ERRORS)
     def DrainOutbox(
         self, request: common_pb2.DrainOutboxRequest, context: grpc.ServicerContext
     ) -> common_pb2.DrainOutboxResponse:
         return common_pb2.DrainOutboxResponse(processed=self._slugs.drain_due())
+
+    @translate_errors(ERRORS)
+    def ExportModel(
+        self, request: export_pb2.ExportModelRequest, context: grpc.ServicerContext
+    ) -> export_pb2.ExportModelResponse:
+        page = self._exports.page(
+            request.model,
+            after_pk=request.after_pk,
+            limit=request.limit,
+            filters=filters_from_proto(request.filters),
+        )
+        return page_to_proto(page)
 
     def register(self, server: grpc.Server) -> None:
         control_pb2_grpc.add_ControlServiceServicer_to_server(self, server)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from shared.config import RpcSettings
 from shared.ping import Hop, hops_from_proto, hops_to_proto
 from shared.relocation.batch import Batch, BatchResult
@@ -10,6 +13,25 @@ from shared.rpc.relocation import batch_to_proto, result_from_proto
 from shared.rpc.v1 import common_pb2, control_pb2
 
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
+
+
+@dataclass(frozen=True)
+class MemberMapping:
+    organization_id: int
+    member_id: int
+    user_id: int | None
+    email: str | None
+    role: str
+    invite_status: int
+
+
+@dataclass(frozen=True)
+class MemberTeamReplica:
+    organization_id: int
+    member_team_id: int
+    member_id: int
+    team_id: int
+    is_active: bool
 
 
 class GrpcControlClient:
@@ -36,52 +58,47 @@ class GrpcControlClient:
             control_pb2.UpsertOrganizationMappingResponse,
         )
 
-    def upsert_member_mapping(
-        self,
-        *,
-        region_name: str,
-        organization_id: int,
-        member_id: int,
-        user_id: int | None,
-        email: str | None,
-        role: str,
-        invite_status: int,
-    ) -> None:
+    def upsert_member_mappings(self, region_name: str, members: Sequence[MemberMapping]) -> None:
+        """Control's mappings of these members, applied in order in one transaction."""
         self._peer.call(
-            "UpsertOrganizationMemberMapping",
-            control_pb2.UpsertOrganizationMemberMappingRequest(
-                region_name=region_name,
-                organization_id=organization_id,
-                organizationmember_id=member_id,
-                user_id=user_id or 0,
-                email=email or "",
-                role=role,
-                invite_status=invite_status,
+            "UpsertOrganizationMemberMappings",
+            control_pb2.UpsertOrganizationMemberMappingsRequest(
+                members=[
+                    control_pb2.OrganizationMemberMapping(
+                        region_name=region_name,
+                        organization_id=m.organization_id,
+                        organizationmember_id=m.member_id,
+                        user_id=m.user_id or 0,
+                        email=m.email or "",
+                        role=m.role,
+                        invite_status=m.invite_status,
+                    )
+                    for m in members
+                ]
             ),
-            control_pb2.UpsertOrganizationMemberMappingResponse,
+            control_pb2.UpsertOrganizationMemberMappingsResponse,
         )
 
-    def upsert_member_team(
-        self,
-        *,
-        region_name: str,
-        organization_id: int,
-        member_team_id: int,
-        member_id: int,
-        team_id: int,
-        is_active: bool,
+    def upsert_member_team_replicas(
+        self, region_name: str, member_teams: Sequence[MemberTeamReplica]
     ) -> None:
+        """Control's replicas of these team memberships, applied in order in one transaction."""
         self._peer.call(
-            "UpsertOrganizationMemberTeamReplica",
-            control_pb2.UpsertOrganizationMemberTeamReplicaRequest(
-                region_name=region_name,
-                organization_id=organization_id,
-                organizationmemberteam_id=member_team_id,
-                organizationmember_id=member_id,
-                team_id=team_id,
-                is_active=is_active,
+            "UpsertOrganizationMemberTeamReplicas",
+            control_pb2.UpsertOrganizationMemberTeamReplicasRequest(
+                member_teams=[
+                    control_pb2.OrganizationMemberTeamReplica(
+                        region_name=region_name,
+                        organization_id=t.organization_id,
+                        organizationmemberteam_id=t.member_team_id,
+                        organizationmember_id=t.member_id,
+                        team_id=t.team_id,
+                        is_active=t.is_active,
+                    )
+                    for t in member_teams
+                ]
             ),
-            control_pb2.UpsertOrganizationMemberTeamReplicaResponse,
+            control_pb2.UpsertOrganizationMemberTeamReplicasResponse,
         )
 
     def reserve_slugs(

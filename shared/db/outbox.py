@@ -4,10 +4,15 @@ A message row is written in the same transaction as the change it describes (:fu
 drain processes one *shard* (destination, scope, shard id) at a time, in id order; messages with the
 same (shard, category, object id) coalesce to the newest; a message is deleted only after its handler
 succeeded. Handlers run outside any transaction: a drainer first *claims* the shard by stamping
-``claimed_until`` on its rows in a short transaction (row locks with ``NOWAIT`` on PostgreSQL, the
-single writer lock on SQLite), commits, calls the handler, then deletes the handled rows. A crashed
-drainer's claim expires on its own. A failing handler leaves its rows in place with exponential backoff
-(``scheduled_for``, doubling per attempt, capped at one hour) and stops the shard, so order holds.
+``claimed_until`` on its rows in a short transaction (row locks taken with ``SKIP LOCKED`` on
+PostgreSQL: a shard with a row locked by another drainer is busy and skipped; the single writer lock on
+SQLite), commits, calls the handler, then deletes the handled rows. A crashed drainer's claim expires
+on its own. A failing handler leaves its rows in place with exponential backoff (``scheduled_for``,
+doubling per attempt, capped at one hour) and stops the shard, so order holds.
+
+A handler receives a *run* of messages, oldest first (at most ``Outbox.batch`` coalesced messages of
+one shard), so that it can deliver them with one call; it must apply them in order. :func:`each` adapts
+a handler of one message.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +46,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
 
 from shared.db.relocation_tables import ID
 
@@ -83,7 +87,8 @@ class Message:
     attempts: int = 0
 
 
-Handler = Callable[[Message], None]
+#: Takes a run of a shard's messages, oldest first, and applies them in order (or raises).
+Handler = Callable[[Sequence[Message]], None]
 Clock = Callable[[], datetime]
 
 
@@ -118,19 +123,45 @@ def enqueue(
     *,
     payload: dict[str, Any] | None = None,
 ) -> None:
-    """Write a message in the caller's transaction (it commits or rolls back with the change)."""
+    """Write a message in the caller's transaction (it commits or rolls back with the change); code
+    normally writes through :class:`shared.db.unit_of_work.UnitOfWork`, which also drains after commit."""
+    enqueue_many(connection, table, [(shard, category, object_id, payload)])
+
+
+def each(handler: Callable[[Message], None]) -> Handler:
+    """A :data:`Handler` that hands the messages of a run to ``handler`` one at a time."""
+
+    def handle(messages: Sequence[Message]) -> None:
+        for message in messages:
+            handler(message)
+
+    return handle
+
+
+def enqueue_many(
+    connection: Connection,
+    table: Table,
+    messages: Sequence[tuple[Shard, OutboxCategory, int, dict[str, Any] | None]],
+) -> None:
+    """Write many messages with one statement, in the caller's transaction and in the given order."""
+    if not messages:
+        return
     connection.execute(
-        insert(table).values(
-            destination=shard.destination,
-            shard_scope=int(shard.scope),
-            shard_id=shard.shard_id,
-            category=int(category),
-            object_id=object_id,
-            payload=None if payload is None else json.dumps(payload, sort_keys=True),
-            scheduled_from=EPOCH,
-            scheduled_for=EPOCH,
-            attempts=0,
-        )
+        insert(table),
+        [
+            {
+                "destination": shard.destination,
+                "shard_scope": int(shard.scope),
+                "shard_id": shard.shard_id,
+                "category": int(category),
+                "object_id": object_id,
+                "payload": None if payload is None else json.dumps(payload, sort_keys=True),
+                "scheduled_from": EPOCH,
+                "scheduled_for": EPOCH,
+                "attempts": 0,
+            }
+            for shard, category, object_id, payload in messages
+        ],
     )
 
 
@@ -145,10 +176,25 @@ class ShardBusy(Exception):
 class Outbox:
     """Drains one silo's outbox table."""
 
-    def __init__(self, engine: Engine, table: Table, *, clock: Clock = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        *,
+        clock: Clock = lambda: datetime.now(UTC),
+        batch: int = 500,
+        lease: timedelta = LEASE,
+    ) -> None:
         self._engine = engine
         self._table = table
         self._clock = clock
+        #: The most coalesced messages a handler gets in one run.
+        self.batch = batch
+        self._lease = lease
+
+    @property
+    def table(self) -> Table:
+        return self._table
 
     def _in_shard(self, shard: Shard) -> Any:
         c = self._table.c
@@ -198,6 +244,27 @@ class Outbox:
 
     # ---- draining -----------------------------------------------------------------------------------
 
+    def drain_committed(
+        self, bounds: Mapping[Shard, int], handler: Handler, *, budget_s: float | None = None
+    ) -> int:
+        """Drain each shard up to the message id it had when a transaction committed; a shard another
+        drainer holds, one backing off, or one whose handler fails is left to the background drainer.
+        Works at most ``budget_s`` when given. Returns messages done."""
+        stop = None if budget_s is None else time.monotonic() + budget_s
+        done = 0
+        for shard, bound in sorted(bounds.items()):
+            if stop is not None and time.monotonic() > stop:
+                break
+            try:
+                done += self.drain_shard(shard, handler, up_to=bound, respect_schedule=True, deadline=stop)
+            except ShardBusy:
+                continue
+            except Exception as exc:  # noqa: BLE001 - committed already: the message waits with backoff
+                _LOGGER.warning(
+                    "outbox shard %s: delivery after commit failed (%s); it backs off", shard, exc
+                )
+        return done
+
     def drain_now(
         self, shard: Shard, handler: Handler, *, wait_s: float = 20.0, budget_s: float | None = None
     ) -> None:
@@ -235,17 +302,16 @@ class Outbox:
         done = 0
         try:
             while True:
-                group = self._next_group(shard, bound)
-                if not group:
+                groups = self._next_groups(shard, bound)
+                if not groups:
                     return done
-                representative = group[-1]
                 try:
-                    handler(representative)
+                    handler([group[-1] for group in groups])
                 except Exception:
                     self._back_off(shard)
                     raise
-                self._finish(shard, [m.id for m in group])
-                done += 1
+                self._finish(shard, [m.id for group in groups for m in group])
+                done += len(groups)
                 if deadline is not None and time.monotonic() > deadline:
                     return done
         finally:
@@ -257,11 +323,17 @@ class Outbox:
         with self._engine.begin() as connection:
             query = select(c.id, c.scheduled_for, c.claimed_until).where(self._in_shard(shard)).order_by(c.id)
             if connection.dialect.name == "postgresql":
-                query = query.with_for_update(nowait=True)
-            try:
+                # Lock the shard's rows first (so the claims read below are current), skipping rows another
+                # drainer is claiming right now: if any row up to the newest we locked was skipped, the
+                # shard is busy (rows after it are messages committed since).
+                rows = connection.execute(query.with_for_update(skip_locked=True)).all()
+                present = connection.execute(select(c.id).where(self._in_shard(shard))).scalars().all()
+                top = rows[-1].id if rows else None
+                locked = {r.id for r in rows}
+                if present and (top is None or any(i not in locked for i in present if i <= top)):
+                    raise ShardBusy(str(shard))
+            else:  # SQLite: this transaction holds the database's single writer lock
                 rows = connection.execute(query).all()
-            except OperationalError as exc:  # NOWAIT: another drainer is claiming it right now
-                raise ShardBusy(str(shard)) from exc
             if up_to is not None:
                 rows = [r for r in rows if r.id <= up_to]
             if not rows:
@@ -274,53 +346,61 @@ class Outbox:
             connection.execute(
                 update(self._table)
                 .where(self._in_shard(shard), c.id <= bound)
-                .values(claimed_until=now + LEASE)
+                .values(claimed_until=now + self._lease)
             )
             return int(bound)
 
-    def _next_group(self, shard: Shard, bound: int) -> list[Message]:
-        """The oldest message and every message it coalesces with, oldest first (up to ``bound``)."""
+    def _next_groups(self, shard: Shard, bound: int) -> list[list[Message]]:
+        """The next run: the oldest messages of the shard (up to ``bound``), each with every later message
+        it coalesces with, in order of their oldest message; at most ``batch`` groups."""
         c = self._table.c
         with self._engine.connect() as connection:
-            head = connection.execute(
+            heads = connection.execute(
                 select(c.category, c.object_id)
                 .where(self._in_shard(shard), c.id <= bound)
                 .order_by(c.id)
-                .limit(1)
-            ).first()
-            if head is None:
+                .limit(self.batch)
+            ).all()
+            if not heads:
                 return []
+            keys = list(dict.fromkeys((int(h.category), int(h.object_id)) for h in heads))
+            wanted = set(keys)
+            groups: dict[tuple[int, int], list[Message]] = {key: [] for key in keys}
             rows = connection.execute(
                 select(c.id, c.category, c.object_id, c.payload, c.attempts)
                 .where(
                     self._in_shard(shard),
                     c.id <= bound,
-                    c.category == head.category,
-                    c.object_id == head.object_id,
+                    c.category.in_({k[0] for k in keys}),
+                    c.object_id.in_({k[1] for k in keys}),
                 )
                 .order_by(c.id)
             ).all()
-        return [
-            Message(
-                r.id,
-                shard,
-                OutboxCategory(r.category),
-                r.object_id,
-                json.loads(r.payload) if r.payload else None,
-                r.attempts,
-            )
-            for r in rows
-        ]
+        for r in rows:
+            key = (int(r.category), int(r.object_id))
+            if key in wanted:
+                groups[key].append(
+                    Message(
+                        r.id,
+                        shard,
+                        OutboxCategory(r.category),
+                        r.object_id,
+                        json.loads(r.payload) if r.payload else None,
+                        r.attempts,
+                    )
+                )
+        return [groups[key] for key in keys if groups[key]]
 
     def _finish(self, shard: Shard, ids: Sequence[int]) -> None:
         c, now = self._table.c, self._clock()
         with self._engine.begin() as connection:
-            connection.execute(delete(self._table).where(c.id.in_(ids)))
+            for start in range(0, len(ids), 1000):
+                connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
             # Renew the claim for what is left.
             connection.execute(
                 update(self._table)
                 .where(self._in_shard(shard), c.claimed_until.is_not(None))
-                .values(claimed_until=now + LEASE)
+                .values(claimed_until=now + self._lease)
             )
 
     def _back_off(self, shard: Shard) -> None:

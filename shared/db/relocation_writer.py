@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
 from shared.relocation.findings import Finding
@@ -27,7 +28,7 @@ ATTEMPTS = 3
 IN_CHUNK = 500
 
 Key = tuple[Any, ...]
-AfterInsert = Callable[[Connection, str, Sequence[tuple[int, Mapping[str, Any]]]], None]
+AfterInsert = Callable[[UnitOfWork, str, Sequence[tuple[int, Mapping[str, Any]]]], None]
 
 
 class WrongSilo(SharedError):
@@ -97,12 +98,15 @@ class BatchWriter:
         chunks: Table,
         *,
         after_insert: AfterInsert | None = None,
+        unit_of_work: Callable[[], UnitOfWork] | None = None,
     ) -> None:
         self._engine = engine
         self._tables = tables
         self._chunks = chunks
         #: Called in the batch's transaction with the rows it inserted (the region writes outbox messages).
         self._after_insert = after_insert
+        #: Each batch is one unit of work: its outbox messages are delivered right after its commit.
+        self._unit_of_work = unit_of_work or (lambda: UnitOfWork(engine))
 
     def write(self, batch: Batch) -> BatchResult:
         table = self._tables.get(batch.model)
@@ -119,12 +123,13 @@ class BatchWriter:
         last: DBAPIError | None = None
         for attempt in range(ATTEMPTS):
             try:
-                with self._engine.begin() as connection:
-                    stored = self.stored(connection, batch)
+                with self._unit_of_work() as work:
+                    stored = self.stored(work.connection, batch)
                     if stored is not None:
                         return stored
-                    result = self._write(connection, table, batch)
-                    self._record(connection, batch, result)
+                    result = self._write(work, table, batch)
+                    self._record(work.connection, batch, result)
+                    work.commit()
                     return result
             except IntegrityError as exc:
                 last = exc
@@ -192,13 +197,13 @@ class BatchWriter:
         _fold(spec, columns)
         return columns
 
-    def _write(self, connection: Connection, table: Table, batch: Batch) -> BatchResult:
+    def _write(self, work: UnitOfWork, table: Table, batch: Batch) -> BatchResult:
         spec = REGISTRY[batch.model]
         columns = [self._columns(spec, row) for row in batch.rows]
-        write = _BatchWrite(connection, table, spec, batch, columns)
+        write = _BatchWrite(work.connection, table, spec, batch, columns)
         result = write.run()
         if self._after_insert is not None:
-            self._after_insert(connection, spec.name, write.inserted())
+            self._after_insert(work, spec.name, write.inserted())
         return result
 
     def _locate(self, table: Table, batch: Batch, error: DBAPIError) -> WriteRefused:

@@ -3,6 +3,7 @@ replicas and outboxes, with one control silo and two regions as real processes."
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
@@ -24,7 +25,16 @@ from shared.rpc.errors import RemoteError
 from shared.rpc.v1 import control_pb2
 from tests.conftest import DatabaseFactory
 from tests.exports import generate, write_export
-from tests.helpers import CONTROL_SERVICE, Silos, Topology, eventually, rpc, running_topology, start_control
+from tests.helpers import (
+    CONTROL_SERVICE,
+    Silos,
+    Topology,
+    eventually,
+    rpc,
+    running_topology,
+    start_control,
+    start_region,
+)
 from tests.importing import run_import
 
 pytestmark = pytest.mark.e2e
@@ -344,3 +354,163 @@ def test_a_lost_answer_is_retried_to_the_same_slugs_without_a_second_rename(worl
     control.dispose()
     assert held == [("lost", 0)]  # one PRIMARY, no orphan alias
     eventually(lambda: assert_everything_agrees(world), timeout_s=30)
+
+
+def insert_organization(url: str, slug: str) -> int:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        organization_id = connection.execute(
+            insert(ORGANIZATIONS)
+            .values(
+                name=slug.title(),
+                slug=slug,
+                slug_ci=slug,
+                status=0,
+                default_role="member",
+                is_test=False,
+                flags=0,
+            )
+            .returning(ORGANIZATIONS.c.id)
+        ).scalar_one()
+    engine.dispose()
+    return int(organization_id)
+
+
+def reservations(world: World) -> list[tuple[int, str, str, int]]:
+    control = make_engine(world.control_db)
+    with control.connect() as connection:
+        held = connection.execute(
+            select(
+                RESERVATIONS.c.organization_id,
+                RESERVATIONS.c.region_name,
+                RESERVATIONS.c.slug,
+                RESERVATIONS.c.reservation_type,
+            ).order_by(RESERVATIONS.c.id)
+        ).all()
+    control.dispose()
+    return [tuple(r) for r in held]
+
+
+def reserve(
+    world: World, import_id: str, region: str, wanted: dict[int, str], timeout: float = 30
+) -> dict[int, str]:
+    client = world.control_client()
+    try:
+        answer = client.call(
+            "BulkReserveOrganizationSlugs",
+            control_pb2.BulkReserveOrganizationSlugsRequest(
+                import_id=import_id, region_name=region, slugs_by_organization_id=wanted
+            ),
+            control_pb2.BulkReserveOrganizationSlugsResponse,
+            timeout=timeout,
+        )
+    finally:
+        client.close()
+    return dict(answer.final_slugs)
+
+
+def restart_control(world: World, *extra: str) -> None:
+    address = world.topology.control.address
+    addresses = ",".join(f"{n}={p.address}" for n, p in world.topology.regions.items())
+    world.topology.control.stop()
+    world.topology.control = start_control(
+        world.control_db, world.workdir, regions=addresses, listen=address, extra=extra
+    )
+    world.topology.control.wait_healthy()
+
+
+def test_control_killed_after_its_commit_then_the_retry_gives_the_same_slug(world: World) -> None:
+    """The answer is lost the hard way: control commits the temporary alias, then dies mid-callback.
+    (A short outbox lease, so that the dead control's claim on the shard expires quickly.)"""
+    restart_control(world, "--outbox-lease", "3")
+    holder = insert_organization(world.region_dbs["us"], "taken")
+    assert reserve(world, str(uuid.uuid4()), "us", {holder: "taken"}) == {holder: "taken"}
+    organization_id = insert_organization(world.region_dbs["eu"], "mine")
+    import_id = str(uuid.uuid4())
+    region = world.topology.regions["eu"].process
+    region.send_signal(signal.SIGSTOP)  # the callback into the region hangs: control is caught mid-flow
+    lost: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            reserve(world, import_id, "eu", {organization_id: "taken"})
+        except RemoteError as exc:
+            lost.append(exc)
+
+    caller = threading.Thread(target=call)
+    try:
+        caller.start()
+
+        def alias_committed() -> None:
+            assert [r for r in reservations(world) if r[3] != 0], "no alias committed yet"
+
+        eventually(alias_committed, timeout_s=30)
+        world.topology.control.process.kill()
+        world.topology.control.stop()
+        caller.join(timeout=30)
+    finally:
+        region.send_signal(signal.SIGCONT)
+    assert lost, "the caller must see the call fail"
+    (alias,) = [r for r in reservations(world) if r[3] != 0]
+    assert alias[:2] == (organization_id, "eu") and alias[2].startswith("taken-")
+    restart_control(world, "--outbox-lease", "3")
+    time.sleep(3)  # the dead drainer's claim runs out
+    final = reserve(world, import_id, "eu", {organization_id: "taken"})
+    assert final == {organization_id: alias[2]}, "the retry finishes the rename it had started"
+    assert reserve(world, import_id, "eu", {organization_id: "taken"}) == final
+    assert organizations(world.region_dbs["eu"]) == {organization_id: alias[2]}
+    assert sorted(reservations(world)) == sorted(
+        [(holder, "us", "taken", 0), (organization_id, "eu", alias[2], 0)]
+    ), "one PRIMARY each, no orphan alias"
+    eventually(lambda: assert_everything_agrees(world), timeout_s=30)
+
+
+def test_queued_messages_are_delivered_after_a_region_restart(world: World) -> None:
+    """Both directions queue while a region is down: control's slug messages for it and the region's own
+    updates for control; after the restart each lands once and the last value wins."""
+    organization_id = insert_organization(world.region_dbs["eu"], "before")
+    assert reserve(world, str(uuid.uuid4()), "eu", {organization_id: "before"}) == {organization_id: "before"}
+    region = world.topology.regions["eu"]
+    address = region.address
+    assert region.stop() == 0
+    with pytest.raises(RemoteError):  # control commits the alias; its callback cannot reach the region
+        reserve(world, str(uuid.uuid4()), "eu", {organization_id: "after"}, timeout=5)
+    engine = make_engine(world.region_dbs["eu"])
+    with engine.begin() as connection:
+        for name in ("Renamed Once", "Renamed Twice"):
+            connection.execute(
+                ORGANIZATIONS.update().where(ORGANIZATIONS.c.id == organization_id).values(name=name)
+            )
+            enqueue(
+                connection,
+                REGION_OUTBOX,
+                Shard("", OutboxScope.ORGANIZATION, organization_id),
+                OutboxCategory.ORGANIZATION_UPDATE,
+                organization_id,
+            )
+    engine.dispose()
+    world.topology.regions["eu"] = start_region(
+        world.region_dbs["eu"],
+        world.workdir,
+        name="eu",
+        control_address=world.topology.control.address,
+        listen=address,
+    )
+    world.topology.regions["eu"].wait_healthy()
+
+    def delivered() -> None:
+        assert organizations(world.region_dbs["eu"]) == {organization_id: "after"}
+        control = make_engine(world.control_db)
+        with control.connect() as connection:
+            mapping = connection.execute(
+                select(OrganizationMapping.slug, OrganizationMapping.name).where(
+                    OrganizationMapping.region_name == "eu",
+                    OrganizationMapping.organization_id == organization_id,
+                )
+            ).one()
+        control.dispose()
+        assert tuple(mapping) == ("after", "Renamed Twice")
+        assert_everything_agrees(world)
+
+    eventually(delivered, timeout_s=90)
+    assert reservations(world) == [(organization_id, "eu", "after", 0)]

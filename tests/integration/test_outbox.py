@@ -27,8 +27,10 @@ from shared.db.outbox import (
     OutboxScope,
     Shard,
     ShardBusy,
+    each,
     enqueue,
 )
+from shared.db.unit_of_work import UnitOfWork
 from tests.conftest import DatabaseFactory, PostgresServer
 
 ORG = OutboxCategory.ORGANIZATION_UPDATE
@@ -78,7 +80,7 @@ def test_order_coalescing_and_delete_after_success(engine: Engine) -> None:
         enqueue(connection, REGION_OUTBOX, shard(2), ORG, 2, payload={"v": 4})
     seen: list[tuple[OutboxCategory, int, object]] = []
     outbox = Outbox(engine, REGION_OUTBOX)
-    assert outbox.drain_shard(shard(), lambda m: seen.append((m.category, m.object_id, m.payload))) == 2
+    assert outbox.drain_shard(shard(), each(lambda m: seen.append((m.category, m.object_id, m.payload)))) == 2
     assert seen == [(ORG, 1, {"v": 3}), (MEMBER, 7, {"v": 2})]  # the newest of a group stands for it
     assert rows(engine) == 1  # shard 2 untouched
 
@@ -93,8 +95,70 @@ def test_a_drain_after_commit_is_bounded_and_later_messages_survive(engine: Engi
         with engine.begin() as connection:  # a message written while handling (no transaction is open here)
             enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 9)
 
-    assert outbox.drain_shard(shard(), handler, up_to=bound) == 1
+    assert outbox.drain_shard(shard(), each(handler), up_to=bound) == 1
     assert rows(engine) == 1
+
+
+def test_a_handler_gets_runs_of_coalesced_messages_in_order(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for object_id in (1, 2, 1, 3, 4, 2, 5):
+            enqueue(connection, REGION_OUTBOX, shard(), MEMBER, object_id, payload={"n": object_id})
+    runs: list[list[int]] = []
+    outbox = Outbox(engine, REGION_OUTBOX, batch=2)
+    assert outbox.drain_shard(shard(), lambda ms: runs.append([m.object_id for m in ms])) == 5
+    # Groups in order of their oldest message, at most two per run; 1 and 2 coalesced.
+    assert runs == [[1, 2], [3, 4], [5]]
+    assert rows(engine) == 0
+
+
+def test_a_unit_of_work_rolls_back_unless_committed(engine: Engine) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+    with UnitOfWork(engine, outbox, each(lambda m: None)) as work:
+        work.enqueue(shard(), ORG, 1)
+    with pytest.raises(RuntimeError), UnitOfWork(engine, outbox) as work:
+        work.enqueue(shard(), ORG, 1)
+        work.commit(drain=False)
+        work.enqueue(shard(), ORG, 2)  # after the commit: a new transaction, which is not committed
+        raise RuntimeError("the change failed")
+    with engine.connect() as connection:
+        assert connection.execute(select(REGION_OUTBOX.c.object_id)).scalars().all() == [1]
+
+
+def test_a_unit_of_work_delivers_its_shards_after_commit_up_to_what_existed(engine: Engine) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+    handled: list[int] = []
+
+    def handler(message: Message) -> None:
+        handled.append(message.object_id)
+        if message.object_id == 1:  # a message the handler writes is past the bound: left for later
+            with engine.begin() as connection:
+                enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 99)
+
+    with UnitOfWork(engine, outbox, each(handler)) as work:
+        work.enqueue(shard(), ORG, 1)
+        work.enqueue_many([(shard(2), ORG, 2, None), (shard(2), MEMBER, 3, None)])
+        bounds = work.commit()
+    assert set(bounds) == {shard(), shard(2)}
+    assert handled == [1, 2, 3]
+    with engine.connect() as connection:
+        assert connection.execute(select(REGION_OUTBOX.c.object_id)).scalars().all() == [99]
+
+
+def test_a_failed_delivery_after_commit_keeps_the_commit_and_backs_off(engine: Engine) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+
+    def fail(message: Message) -> None:
+        raise ConnectionError("control is down")
+
+    with UnitOfWork(engine, outbox, each(fail)) as work:
+        work.enqueue(shard(), ORG, 1)
+        work.commit()
+    with engine.connect() as connection:
+        attempts, due = connection.execute(
+            select(REGION_OUTBOX.c.attempts, REGION_OUTBOX.c.scheduled_for)
+        ).one()
+    assert attempts == 1
+    assert (due if due.tzinfo else due.replace(tzinfo=UTC)) > datetime.now(UTC)
 
 
 def test_failure_keeps_the_message_and_backs_off_up_to_an_hour(engine: Engine) -> None:
@@ -110,18 +174,18 @@ def test_failure_keeps_the_message_and_backs_off_up_to_an_hour(engine: Engine) -
     delays = []
     for _ in range(14):
         with pytest.raises(ConnectionError):
-            outbox.drain_shard(shard(), fail)
+            outbox.drain_shard(shard(), each(fail))
         with engine.connect() as connection:
             due = connection.execute(select(func.min(REGION_OUTBOX.c.scheduled_for))).scalar_one()
         due = due if due.tzinfo else due.replace(tzinfo=UTC)
         delays.append(due - clock.now)
-        assert outbox.drain_due(fail) == 0  # not due yet: the sweeper leaves it alone
+        assert outbox.drain_due(each(fail)) == 0  # not due yet: the sweeper leaves it alone
         clock.now = due
     assert delays[:3] == [timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4)]
     assert max(delays) == MAX_BACKOFF
     assert rows(engine) == 2
     handled: list[int] = []
-    assert outbox.drain_due(lambda m: handled.append(m.object_id)) == 2
+    assert outbox.drain_due(each(lambda m: handled.append(m.object_id))) == 2
     assert handled == [1, 2] and rows(engine) == 0
 
 
@@ -132,17 +196,17 @@ def test_a_claimed_shard_is_busy_until_its_claim_expires(engine: Engine) -> None
     first, second = Outbox(engine, REGION_OUTBOX, clock=clock), Outbox(engine, REGION_OUTBOX, clock=clock)
     assert first._claim(shard(), None, respect_schedule=False) is not None  # then the drainer "dies"
     with pytest.raises(ShardBusy):
-        second.drain_shard(shard(), lambda m: None)
+        second.drain_shard(shard(), each(lambda m: None))
     assert second.due_shards() == []
     clock.now += LEASE + timedelta(seconds=1)
-    assert second.drain_shard(shard(), lambda m: None) == 1
+    assert second.drain_shard(shard(), each(lambda m: None)) == 1
 
 
 DRAINER = textwrap.dedent("""
     import json, os, sys, time
     from region.db.models import REGION_OUTBOX
     from shared.db.engine import make_engine
-    from shared.db.outbox import Outbox
+    from shared.db.outbox import Outbox, each
     engine = make_engine(sys.argv[1])
     outbox = Outbox(engine, REGION_OUTBOX)
     log = open(sys.argv[2], "a")
@@ -154,7 +218,7 @@ DRAINER = textwrap.dedent("""
         log.flush()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if outbox.drain_due(handler) == 0 and not outbox.due_shards():
+        if outbox.drain_due(each(handler)) == 0 and not outbox.due_shards():
             break
 """)
 

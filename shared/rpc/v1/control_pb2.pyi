@@ -226,7 +226,7 @@ class UpsertOrganizationMappingResponse(_message.Message):
 Global___UpsertOrganizationMappingResponse: _TypeAlias = UpsertOrganizationMappingResponse  # noqa: Y015
 
 @_typing.final
-class UpsertOrganizationMemberMappingRequest(_message.Message):
+class OrganizationMemberMapping(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REGION_NAME_FIELD_NUMBER: _builtins.int
@@ -261,10 +261,30 @@ class UpsertOrganizationMemberMappingRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertOrganizationMemberMappingRequest: _TypeAlias = UpsertOrganizationMemberMappingRequest  # noqa: Y015
+Global___OrganizationMemberMapping: _TypeAlias = OrganizationMemberMapping  # noqa: Y015
 
 @_typing.final
-class UpsertOrganizationMemberMappingResponse(_message.Message):
+class UpsertOrganizationMemberMappingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganizationMemberMapping]: ...
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___OrganizationMemberMapping] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMemberMappingsRequest: _TypeAlias = UpsertOrganizationMemberMappingsRequest  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMemberMappingsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -276,10 +296,10 @@ class UpsertOrganizationMemberMappingResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertOrganizationMemberMappingResponse: _TypeAlias = UpsertOrganizationMemberMappingResponse  # noqa: Y015
+Global___UpsertOrganizationMemberMappingsResponse: _TypeAlias = UpsertOrganizationMemberMappingsResponse  # noqa: Y015
 
 @_typing.final
-class UpsertOrganizationMemberTeamReplicaRequest(_message.Message):
+class OrganizationMemberTeamReplica(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REGION_NAME_FIELD_NUMBER: _builtins.int
@@ -310,10 +330,30 @@ class UpsertOrganizationMemberTeamReplicaRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertOrganizationMemberTeamReplicaRequest: _TypeAlias = UpsertOrganizationMemberTeamReplicaRequest  # noqa: Y015
+Global___OrganizationMemberTeamReplica: _TypeAlias = OrganizationMemberTeamReplica  # noqa: Y015
 
 @_typing.final
-class UpsertOrganizationMemberTeamReplicaResponse(_message.Message):
+class UpsertOrganizationMemberTeamReplicasRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_TEAMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member_teams(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganizationMemberTeamReplica]: ...
+    def __init__(
+        self,
+        *,
+        member_teams: _abc.Iterable[Global___OrganizationMemberTeamReplica] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_teams", b"member_teams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMemberTeamReplicasRequest: _TypeAlias = UpsertOrganizationMemberTeamReplicasRequest  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMemberTeamReplicasResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -325,4 +365,4 @@ class UpsertOrganizationMemberTeamReplicaResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertOrganizationMemberTeamReplicaResponse: _TypeAlias = UpsertOrganizationMemberTeamReplicaResponse  # noqa: Y015
+Global___UpsertOrganizationMemberTeamReplicasResponse: _TypeAlias = UpsertOrganizationMemberTeamReplicasResponse  # noqa: Y015

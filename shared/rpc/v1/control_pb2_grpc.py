@@ -5,6 +5,7 @@ import warnings
 
 from shared.rpc.v1 import common_pb2 as shared_dot_rpc_dot_v1_dot_common__pb2
 from shared.rpc.v1 import control_pb2 as shared_dot_rpc_dot_v1_dot_control__pb2
+from shared.rpc.v1 import export_pb2 as shared_dot_rpc_dot_v1_dot_export__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -55,15 +56,20 @@ class ControlServiceStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.FromString,
                 _registered_method=True)
-        self.UpsertOrganizationMemberMapping = channel.unary_unary(
-                '/siloport.v1.ControlService/UpsertOrganizationMemberMapping',
-                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingRequest.SerializeToString,
-                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingResponse.FromString,
+        self.UpsertOrganizationMemberMappings = channel.unary_unary(
+                '/siloport.v1.ControlService/UpsertOrganizationMemberMappings',
+                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingsRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingsResponse.FromString,
                 _registered_method=True)
-        self.UpsertOrganizationMemberTeamReplica = channel.unary_unary(
-                '/siloport.v1.ControlService/UpsertOrganizationMemberTeamReplica',
-                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaRequest.SerializeToString,
-                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaResponse.FromString,
+        self.UpsertOrganizationMemberTeamReplicas = channel.unary_unary(
+                '/siloport.v1.ControlService/UpsertOrganizationMemberTeamReplicas',
+                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicasRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicasResponse.FromString,
+                _registered_method=True)
+        self.ExportModel = channel.unary_unary(
+                '/siloport.v1.ControlService/ExportModel',
+                request_serializer=shared_dot_rpc_dot_v1_dot_export__pb2.ExportModelRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_export__pb2.ExportModelResponse.FromString,
                 _registered_method=True)
         self.DrainOutbox = channel.unary_unary(
                 '/siloport.v1.ControlService/DrainOutbox',
@@ -104,15 +110,24 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpsertOrganizationMemberMapping(self, request, context):
-        """Creates or updates the mapping of one organization member (sent by a region's outbox).
+    def UpsertOrganizationMemberMappings(self, request, context):
+        """Creates or updates the mappings of organization members, in order, in one transaction (sent by a
+        region's outbox, one call for a run of consecutive member messages of a shard).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpsertOrganizationMemberTeamReplica(self, request, context):
-        """Creates or updates control's replica of one team membership (sent by a region's outbox).
+    def UpsertOrganizationMemberTeamReplicas(self, request, context):
+        """Creates or updates control's replicas of team memberships, in order, in one transaction (sent by a
+        region's outbox, one call for a run of consecutive member-team messages of a shard).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportModel(self, request, context):
+        """Reads one page of a control-silo model for an export (keyset pagination by pk); read-only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,15 +163,20 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.SerializeToString,
             ),
-            'UpsertOrganizationMemberMapping': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpsertOrganizationMemberMapping,
-                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingRequest.FromString,
-                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingResponse.SerializeToString,
+            'UpsertOrganizationMemberMappings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertOrganizationMemberMappings,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingsRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingsResponse.SerializeToString,
             ),
-            'UpsertOrganizationMemberTeamReplica': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpsertOrganizationMemberTeamReplica,
-                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaRequest.FromString,
-                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaResponse.SerializeToString,
+            'UpsertOrganizationMemberTeamReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertOrganizationMemberTeamReplicas,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicasRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicasResponse.SerializeToString,
+            ),
+            'ExportModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportModel,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_export__pb2.ExportModelRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_export__pb2.ExportModelResponse.SerializeToString,
             ),
             'DrainOutbox': grpc.unary_unary_rpc_method_handler(
                     servicer.DrainOutbox,
@@ -283,7 +303,7 @@ class ControlService:
             _registered_method=True)
 
     @staticmethod
-    def UpsertOrganizationMemberMapping(request,
+    def UpsertOrganizationMemberMappings(request,
             target,
             options=(),
             channel_credentials=None,
@@ -296,9 +316,9 @@ class ControlService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/siloport.v1.ControlService/UpsertOrganizationMemberMapping',
-            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingRequest.SerializeToString,
-            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingResponse.FromString,
+            '/siloport.v1.ControlService/UpsertOrganizationMemberMappings',
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingsRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberMappingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -310,7 +330,7 @@ class ControlService:
             _registered_method=True)
 
     @staticmethod
-    def UpsertOrganizationMemberTeamReplica(request,
+    def UpsertOrganizationMemberTeamReplicas(request,
             target,
             options=(),
             channel_credentials=None,
@@ -323,9 +343,36 @@ class ControlService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/siloport.v1.ControlService/UpsertOrganizationMemberTeamReplica',
-            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaRequest.SerializeToString,
-            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicaResponse.FromString,
+            '/siloport.v1.ControlService/UpsertOrganizationMemberTeamReplicas',
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicasRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMemberTeamReplicasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/siloport.v1.ControlService/ExportModel',
+            shared_dot_rpc_dot_v1_dot_export__pb2.ExportModelRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_export__pb2.ExportModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from shared.rpc.v1 import common_pb2 as _common_pb2
 from shared.rpc.v1 import control_pb2 as _control_pb2
+from shared.rpc.v1 import export_pb2 as _export_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -42,10 +43,16 @@ class ControlServiceStub:
     """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
     UpsertOrganizationMapping: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingRequest, _control_pb2.UpsertOrganizationMappingResponse]
     """Creates or updates the mapping of one organization (sent by a region's outbox)."""
-    UpsertOrganizationMemberMapping: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingRequest, _control_pb2.UpsertOrganizationMemberMappingResponse]
-    """Creates or updates the mapping of one organization member (sent by a region's outbox)."""
-    UpsertOrganizationMemberTeamReplica: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberTeamReplicaRequest, _control_pb2.UpsertOrganizationMemberTeamReplicaResponse]
-    """Creates or updates control's replica of one team membership (sent by a region's outbox)."""
+    UpsertOrganizationMemberMappings: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingsRequest, _control_pb2.UpsertOrganizationMemberMappingsResponse]
+    """Creates or updates the mappings of organization members, in order, in one transaction (sent by a
+    region's outbox, one call for a run of consecutive member messages of a shard).
+    """
+    UpsertOrganizationMemberTeamReplicas: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberTeamReplicasRequest, _control_pb2.UpsertOrganizationMemberTeamReplicasResponse]
+    """Creates or updates control's replicas of team memberships, in order, in one transaction (sent by a
+    region's outbox, one call for a run of consecutive member-team messages of a shard).
+    """
+    ExportModel: _grpc.UnaryUnaryMultiCallable[_export_pb2.ExportModelRequest, _export_pb2.ExportModelResponse]
+    """Reads one page of a control-silo model for an export (keyset pagination by pk); read-only."""
     DrainOutbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]
     """Drains control outbox shards now."""
 
@@ -62,10 +69,16 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
     UpsertOrganizationMapping: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingRequest, _control_pb2.UpsertOrganizationMappingResponse]  # type: ignore[assignment]
     """Creates or updates the mapping of one organization (sent by a region's outbox)."""
-    UpsertOrganizationMemberMapping: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingRequest, _control_pb2.UpsertOrganizationMemberMappingResponse]  # type: ignore[assignment]
-    """Creates or updates the mapping of one organization member (sent by a region's outbox)."""
-    UpsertOrganizationMemberTeamReplica: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberTeamReplicaRequest, _control_pb2.UpsertOrganizationMemberTeamReplicaResponse]  # type: ignore[assignment]
-    """Creates or updates control's replica of one team membership (sent by a region's outbox)."""
+    UpsertOrganizationMemberMappings: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingsRequest, _control_pb2.UpsertOrganizationMemberMappingsResponse]  # type: ignore[assignment]
+    """Creates or updates the mappings of organization members, in order, in one transaction (sent by a
+    region's outbox, one call for a run of consecutive member messages of a shard).
+    """
+    UpsertOrganizationMemberTeamReplicas: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberTeamReplicasRequest, _control_pb2.UpsertOrganizationMemberTeamReplicasResponse]  # type: ignore[assignment]
+    """Creates or updates control's replicas of team memberships, in order, in one transaction (sent by a
+    region's outbox, one call for a run of consecutive member-team messages of a shard).
+    """
+    ExportModel: _aio.UnaryUnaryMultiCallable[_export_pb2.ExportModelRequest, _export_pb2.ExportModelResponse]  # type: ignore[assignment]
+    """Reads one page of a control-silo model for an export (keyset pagination by pk); read-only."""
     DrainOutbox: _aio.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]  # type: ignore[assignment]
     """Drains control outbox shards now."""
 
@@ -105,20 +118,32 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates or updates the mapping of one organization (sent by a region's outbox)."""
 
     @_abc_1.abstractmethod
-    def UpsertOrganizationMemberMapping(
+    def UpsertOrganizationMemberMappings(
         self,
-        request: _control_pb2.UpsertOrganizationMemberMappingRequest,
+        request: _control_pb2.UpsertOrganizationMemberMappingsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_control_pb2.UpsertOrganizationMemberMappingResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMemberMappingResponse]]:
-        """Creates or updates the mapping of one organization member (sent by a region's outbox)."""
+    ) -> _typing.Union[_control_pb2.UpsertOrganizationMemberMappingsResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMemberMappingsResponse]]:
+        """Creates or updates the mappings of organization members, in order, in one transaction (sent by a
+        region's outbox, one call for a run of consecutive member messages of a shard).
+        """
 
     @_abc_1.abstractmethod
-    def UpsertOrganizationMemberTeamReplica(
+    def UpsertOrganizationMemberTeamReplicas(
         self,
-        request: _control_pb2.UpsertOrganizationMemberTeamReplicaRequest,
+        request: _control_pb2.UpsertOrganizationMemberTeamReplicasRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_control_pb2.UpsertOrganizationMemberTeamReplicaResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMemberTeamReplicaResponse]]:
-        """Creates or updates control's replica of one team membership (sent by a region's outbox)."""
+    ) -> _typing.Union[_control_pb2.UpsertOrganizationMemberTeamReplicasResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMemberTeamReplicasResponse]]:
+        """Creates or updates control's replicas of team memberships, in order, in one transaction (sent by a
+        region's outbox, one call for a run of consecutive member-team messages of a shard).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportModel(
+        self,
+        request: _export_pb2.ExportModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_export_pb2.ExportModelResponse, _abc.Awaitable[_export_pb2.ExportModelResponse]]:
+        """Reads one page of a control-silo model for an export (keyset pagination by pk); read-only."""
 
     @_abc_1.abstractmethod
     def DrainOutbox(
