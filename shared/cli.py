@@ -136,6 +136,9 @@ def build_parser(
 
     keys_cli.register(commands)
     launcher.register(commands)
+    from shared import compare_cli  # noqa: PLC0415 - avoids an import cycle: compare_cli uses this module
+
+    compare_cli.register(commands)
     return parser
 
 

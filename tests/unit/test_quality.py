@@ -49,6 +49,8 @@ def imported_packages(package: str) -> dict[str, set[str]]:
         # The import engine and the relocation logic are orchestration over ports: no database, no RPC.
         ("region/importer", "sqlalchemy"),
         ("region/importer", "grpc"),
+        ("region/exporter", "sqlalchemy"),
+        ("region/exporter", "grpc"),
         ("shared/relocation", "sqlalchemy"),
         ("shared/relocation", "grpc"),
     ],

@@ -1,0 +1,107 @@
+"""Helpers for export tests: run ``siloport export`` / ``siloport compare`` as subprocesses, or the
+export engine and the comparison in this process against running silos."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from region.db.exports import RegionRows
+from region.exporter.engine import Exporter, ExportSummary
+from region.exporter.options import ExportOptions
+from region.rpc.export_client import ControlRows
+from shared.db.engine import make_engine
+from shared.relocation.compare import (
+    CompareOptions,
+    Comparison,
+    Explanations,
+    ExportContents,
+    compare_exports,
+    load_export,
+)
+from shared.relocation.spec import ImportScope, Silo
+from tests.helpers import SECRET, Silos, rpc
+from tests.importing import SILOPORT
+
+
+def cli_env(cwd: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SILOPORT_")}
+    env["SILOPORT_RPC_SECRETS"] = SECRET
+    env["SILOPORT_DATA_DIR"] = str(cwd / ".siloport")
+    return env
+
+
+def run_export(
+    silos: Silos | None,
+    region_db: str | None,
+    scope: str,
+    dest: Path | str,
+    *extra: str,
+    cwd: Path,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    args = [SILOPORT, "export", scope, str(dest), *extra]
+    if silos is not None:
+        args += ["--control-address", silos.control.address, "--name", silos.region_name]
+    if region_db is not None:
+        args += ["--db", region_db]
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=cli_env(cwd), check=False
+    )
+
+
+def run_compare(left: Path, right: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SILOPORT, "compare", str(left), str(right), *extra],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli_env(cwd),
+        check=False,
+    )
+
+
+class _Quiet:
+    def exported(self, model: str, count: int) -> None:
+        pass
+
+
+def export_in_process(
+    silos: Silos, region_db: str, dest: Path, scope: ImportScope = ImportScope.GLOBAL, **options: object
+) -> ExportSummary:
+    """What ``siloport export`` writes, made by the engine in this process (region database directly,
+    control over gRPC), without a subprocess's start-up time."""
+    engine = make_engine(region_db)
+    control = ControlRows(silos.control.address, settings=rpc())
+    try:
+        exporter = Exporter(
+            ExportOptions(scope=scope, **options),  # type: ignore[arg-type]
+            sources={Silo.REGION: RegionRows(engine), Silo.CONTROL: control},
+            progress=_Quiet(),
+        )
+        with dest.open("w", encoding="utf-8") as out:
+            return exporter.run(out)
+    finally:
+        control.close()
+        engine.dispose()
+
+
+def read_export(path: Path) -> ExportContents:
+    with path.open(encoding="utf-8") as stream:
+        return load_export(stream, str(path))
+
+
+def compare_files(left: Path, right: Path, import_findings: Path | None = None) -> Comparison:
+    explanations = Explanations()
+    if import_findings is not None:
+        with import_findings.open(encoding="utf-8") as stream:
+            explanations = Explanations.read(stream, str(import_findings))
+    return compare_exports(read_export(left), read_export(right), CompareOptions(), explanations)
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    loaded: list[dict[str, object]] = json.loads(path.read_text())
+    return loaded
