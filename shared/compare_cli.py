@@ -23,6 +23,7 @@ from shared.relocation.compare import (
     load_export,
     summary_lines,
 )
+from shared.relocation.spec import ImportScope
 
 #: Differences printed on standard output; the findings file holds them all.
 SHOWN = 20
@@ -76,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="siloport-compare-") as work:
         left = _load(args.left, decryptor, Path(work))
         right = _load(args.right, decryptor, Path(work))
-    comparison = compare_exports(left, right, CompareOptions(args.date_tolerance), explanations)
+    scope = ImportScope(args.import_scope) if args.import_scope else None
+    comparison = compare_exports(left, right, CompareOptions(args.date_tolerance, scope), explanations)
     if args.findings_file:
         _write_findings(Path(args.findings_file), comparison)
     out = sys.stdout
@@ -123,6 +125,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="PATH",
         help="the findings file of the import that made RIGHT from LEFT: renames and left-out instances "
         "it records are not differences",
+    )
+    parser.add_argument(
+        "--import-scope",
+        choices=[s.value for s in ImportScope],
+        help="the scope of that import: the fields it resets (admin flags outside config and global, "
+        "passwords and email verification outside global) are not differences",
     )
     parser.add_argument(
         "--date-tolerance",

@@ -94,12 +94,15 @@ def read_export(path: Path) -> ExportContents:
         return load_export(stream, str(path))
 
 
-def compare_files(left: Path, right: Path, import_findings: Path | None = None) -> Comparison:
+def compare_files(
+    left: Path, right: Path, import_findings: Path | None = None, import_scope: ImportScope | None = None
+) -> Comparison:
     explanations = Explanations()
     if import_findings is not None:
         with import_findings.open(encoding="utf-8") as stream:
             explanations = Explanations.read(stream, str(import_findings))
-    return compare_exports(read_export(left), read_export(right), CompareOptions(), explanations)
+    options = CompareOptions(import_scope=import_scope)
+    return compare_exports(read_export(left), read_export(right), options, explanations)
 
 
 def records(path: Path) -> list[dict[str, object]]:

@@ -11,6 +11,7 @@ compared field by field:
 - dates are equal within a tolerance;
 - secrets and tokens are equal when they have the same shape (length and alphabet);
 - a changed slug or username is equal only where the import's findings explain the rename;
+- fields the import's scope resets (given as ``import_scope``: admin flags, credentials) are equal;
 - a field an export omits counts as the registry's default (exports of other versions omit some).
 
 Pure functions over parsed exports: no database, no RPC.
@@ -30,7 +31,7 @@ from shared.relocation.hooks import REGENERATORS
 from shared.relocation.order import POSITION
 from shared.relocation.reader import ExportFormatError, Record, read_records
 from shared.relocation.registry import REGISTRY
-from shared.relocation.spec import ForeignKey, Kind, ModelSpec, OnClash, Unique
+from shared.relocation.spec import ForeignKey, ImportScope, Kind, ModelSpec, OnClash, Unique
 from shared.relocation.values import BadValue, parse_datetime
 
 DEFAULT_DATE_TOLERANCE_S = 1.0
@@ -226,6 +227,25 @@ class Comparison:
 @dataclass(frozen=True)
 class CompareOptions:
     date_tolerance_s: float = DEFAULT_DATE_TOLERANCE_S
+    #: The scope of the import that made RIGHT from LEFT: the fields it resets are not differences.
+    import_scope: ImportScope | None = None
+
+
+def reset_fields(scope: ImportScope) -> frozenset[tuple[str, str]]:
+    """(model, field) an import in ``scope`` resets (``hooks.prepare_user`` / ``prepare_useremail``):
+    admin flags outside config and global, credentials and email verification outside global."""
+    fields: set[tuple[str, str]] = set()
+    if not scope.keeps_privileges:
+        fields |= {("sentry.user", name) for name in ("is_staff", "is_superuser", "is_managed")}
+    if not scope.keeps_credentials:
+        fields |= {
+            ("sentry.user", name)
+            for name in ("password", "is_unclaimed", "is_password_expired", "last_password_change")
+        }
+        fields |= {
+            ("sentry.useremail", name) for name in ("is_verified", "validation_hash", "date_hash_added")
+        }
+    return frozenset(fields)
 
 
 # ---- comparing ----------------------------------------------------------------------------------------
@@ -326,6 +346,7 @@ class _Comparer:
         self.result = Comparison()
         #: model -> left pk -> right pk of matched instances.
         self.pkmap: dict[str, dict[int, int]] = defaultdict(dict)
+        self.reset = reset_fields(options.import_scope) if options.import_scope else frozenset()
 
     def run(self) -> Comparison:
         for model in _model_order(self.left.models.keys() | self.right.models.keys()):
@@ -458,6 +479,8 @@ class _Comparer:
             return self._reference(model, fk, pair.left.pk, left, right)
         if _same(left, right):
             return _EQUAL
+        if (model, name) in self.reset:
+            return _EXPLAINED
         if spec is not None and name in _renaming_fields(spec):
             if self.explanations.renamed(model, pair.left.pk, pair.right.pk, left, right):
                 return _EXPLAINED

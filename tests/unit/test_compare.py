@@ -22,6 +22,7 @@ from shared.relocation.compare import (
 from shared.relocation.findings import Finding
 from shared.relocation.reader import ExportFormatError
 from shared.relocation.registry import REGISTRY
+from shared.relocation.spec import ImportScope
 from tests.importing import FIXTURES
 
 Records = list[dict[str, Any]]
@@ -318,3 +319,25 @@ def test_findings_files_are_read(tmp_path: Path) -> None:
     with path.open() as stream:
         explanations = Explanations.read(stream, str(path))
     assert explanations.renamed("sentry.user", 1, 7, "alice", "alice-x2")
+
+
+def test_what_the_imports_scope_resets_is_explained() -> None:
+    left = [user(1, "alice", is_superuser=True, is_unclaimed=False), useremail(1, 1, "a@example.com")]
+    right = [
+        user(1, "alice", is_superuser=False, is_unclaimed=True, password="!unusable"),
+        useremail(1, 1, "a@example.com"),
+    ]
+    right[1]["fields"].update(is_verified=False, date_hash_added="2024-01-01T00:00:00.000Z")
+    assert {d.field for d in compare(left, right).differences} == {
+        "is_superuser",
+        "is_unclaimed",
+        "password",
+        "is_verified",
+        "date_hash_added",
+    }
+    options = CompareOptions(import_scope=ImportScope.ORGANIZATIONS)
+    organizations = compare_exports(contents(left), contents(right), options)
+    assert organizations.equal
+    assert organizations.models["sentry.user"].explained == 1
+    config = compare_exports(contents(left), contents(right), CompareOptions(import_scope=ImportScope.CONFIG))
+    assert {d.field for d in config.differences} == {"is_superuser"}  # config keeps admin flags

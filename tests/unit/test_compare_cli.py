@@ -112,3 +112,14 @@ def test_gzip_and_encrypted_inputs(tmp_path: Path) -> None:
     assert main(["compare", str(SOURCE), str(zipped)]) == 0
     assert main(["compare", str(zipped), str(encrypted), "--decrypt-with", str(private)]) == 1
     assert main(["compare", str(SOURCE), str(encrypted)]) == 2  # an archive needs the key
+
+
+def test_the_import_scope_explains_what_it_resets(tmp_path: Path) -> None:
+    records = json.loads(SOURCE.read_text())
+    admin = next(r for r in records if r["model"] == "sentry.user" and r["fields"]["is_superuser"])
+    admin["fields"].update(is_superuser=False, is_staff=False)
+    right = tmp_path / "right.json"
+    right.write_text(json.dumps(records))
+    assert main(["compare", str(SOURCE), str(right)]) == 1
+    assert main(["compare", str(SOURCE), str(right), "--import-scope", "config"]) == 1
+    assert main(["compare", str(SOURCE), str(right), "--import-scope", "organizations"]) == 0
