@@ -3,9 +3,14 @@ export engine and the comparison in this process against running silos."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from region.db.exports import RegionRows
@@ -13,6 +18,7 @@ from region.exporter.engine import Exporter, ExportSummary
 from region.exporter.options import ExportOptions
 from region.rpc.export_client import ControlRows
 from shared.db.engine import make_engine
+from shared.launcher import SiloProcess, free_port
 from shared.relocation.compare import (
     CompareOptions,
     Comparison,
@@ -22,7 +28,7 @@ from shared.relocation.compare import (
     load_export,
 )
 from shared.relocation.spec import ImportScope, Silo
-from tests.helpers import SECRET, Silos, rpc
+from tests.helpers import SECRET, Silos, rpc, start_control, start_region
 from tests.importing import SILOPORT
 
 
@@ -108,3 +114,69 @@ def compare_files(
 def records(path: Path) -> list[dict[str, object]]:
     loaded: list[dict[str, object]] = json.loads(path.read_text())
     return loaded
+
+
+@dataclass
+class FreshSilos:
+    silos: Silos
+    control_db: str
+    region_db: str
+    workdir: Path
+
+
+class SiloSupply:
+    """A fresh pair of silos on fresh databases for each test that needs its own: the next pair starts
+    in the background while a test uses the current one, and used pairs stop in the background."""
+
+    def __init__(self, databases: Callable[[str], str], root: Path, region_name: str = "eu") -> None:
+        self._databases, self._root, self._region = databases, root, region_name
+        self._numbers = itertools.count()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="silo-supply")
+        self._stopping: list[Future[None]] = []
+        self._next: Future[FreshSilos] = self._pool.submit(self._start)
+
+    def _start(self) -> FreshSilos:
+        workdir = self._root / f"silos-{next(self._numbers)}"
+        workdir.mkdir()
+        control_db, region_db = self._databases("control"), self._databases("region")
+        region_port = free_port()
+        control = start_control(control_db, workdir, regions=f"{self._region}=127.0.0.1:{region_port}")
+        region: SiloProcess | None = None
+        try:
+            region = start_region(
+                region_db,
+                workdir,
+                name=self._region,
+                control_address=control.address,
+                listen=f"127.0.0.1:{region_port}",
+            )
+            control.wait_healthy()
+            region.wait_healthy()
+        except BaseException:
+            if region is not None:
+                region.stop()
+            control.stop()
+            raise
+        return FreshSilos(Silos(control, region, self._region), control_db, region_db, workdir)
+
+    @staticmethod
+    def _stop(fresh: FreshSilos) -> None:
+        fresh.silos.region.stop()
+        fresh.silos.control.stop()
+
+    @contextmanager
+    def take(self) -> Iterator[FreshSilos]:
+        fresh = self._next.result()
+        self._next = self._pool.submit(self._start)
+        try:
+            yield fresh
+        finally:
+            self._stopping.append(self._pool.submit(self._stop, fresh))
+
+    def close(self) -> None:
+        try:
+            self._stop(self._next.result())
+        finally:
+            for stopping in self._stopping:
+                stopping.result()
+            self._pool.shutdown()
