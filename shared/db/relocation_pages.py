@@ -33,8 +33,9 @@ def read_page(
     limit: int,
     filters: Sequence[FieldFilter] = (),
 ) -> Page:
-    """Up to ``limit`` instances with a pk above ``after_pk`` that pass every filter, in pk order."""
-    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    """Up to ``limit`` instances (0: the most a page holds) with a pk above ``after_pk`` that pass every
+    filter, in pk order."""
+    limit = MAX_PAGE_SIZE if limit <= 0 else min(limit, MAX_PAGE_SIZE)
     statement = select(table).where(table.c.id > after_pk).order_by(table.c.id).limit(limit)
     for field_filter in filters:
         field_filter.check(spec)

@@ -12,6 +12,7 @@ import pytest
 from region.exporter.engine import Exporter
 from region.exporter.errors import SourceRefused
 from region.exporter.options import ExportOptions
+from region.importer.scan import DEPENDENTS
 from shared.relocation.compare import compare_exports, load_export
 from shared.relocation.order import EXPORT_ORDER, POSITION
 from shared.relocation.pages import FieldFilter, Instance, Page
@@ -194,3 +195,14 @@ def test_a_source_that_makes_no_progress_is_refused() -> None:
         Exporter(ExportOptions(scope=ImportScope.GLOBAL), sources=sources, progress=Progress()).run(
             io.StringIO()
         )
+
+
+def test_the_export_order_puts_every_model_after_what_it_points_at() -> None:
+    assert sorted(spec.name for spec in EXPORT_ORDER) == sorted(REGISTRY)
+    placed: set[str] = set()
+    for spec in EXPORT_ORDER:
+        # The import's check refuses a model listed after one of its dependents.
+        assert not DEPENDENTS.get(spec.name, frozenset()) & placed, spec.name
+        assert {fk.target for fk in spec.foreign_keys if fk.target in REGISTRY} - {spec.name} <= placed
+        placed.add(spec.name)
+    assert POSITION["sentry.user"] < POSITION["sentry.email"] < POSITION["sentry.useremail"]

@@ -67,7 +67,9 @@ class ExportModelRequest(_message.Message):
     after_pk: _builtins.int
     """Keyset pagination: only instances with a pk above this one, in pk order."""
     limit: _builtins.int
-    """At most this many instances (the server may send fewer, and caps the number)."""
+    """At most this many instances; 0 asks for as many as the server sends at once (it caps the number and
+    may send fewer).
+    """
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportFilter]:
         """Every filter must pass."""
