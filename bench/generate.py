@@ -1,4 +1,7 @@
-"""A generator of realistic exports (the shape of Sentry's fixtures) for tests of any size."""
+"""A generator of realistic exports of any size, in the shape of Sentry's fixtures: users with emails and
+options; organizations with an option, members, teams, member-team links, projects with a key, an option
+and a team link, and an org auth token. Records come in dependency order and are written one per line
+without holding the export in memory."""
 
 from __future__ import annotations
 
@@ -201,6 +204,22 @@ def generate(
                 "date_deactivated": None,
             },
         )
+
+
+#: Members, teams and projects of each organization in a sized export: 102 instances per organization.
+SIZED_SHAPE = {"members": 14, "teams": 3, "projects": 3}
+
+
+def per_organization(members: int, teams: int, projects: int) -> int:
+    """Instances one organization brings: each member is a user with an email, a user-email link and an
+    option, plus the membership and a team link."""
+    return 6 * members + teams + 4 * projects + 3
+
+
+def sized(instances: int, prefix: str = "gen") -> Iterator[dict[str, Any]]:
+    """An export of about ``instances`` instances (10,000 organizations and 140,000 users per million)."""
+    orgs = max(1, round(instances / per_organization(**SIZED_SHAPE)))
+    return generate(orgs, prefix=prefix, **SIZED_SHAPE)
 
 
 def write_export(path: Path, records: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> Path:

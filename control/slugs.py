@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,10 +24,9 @@ from sqlalchemy.orm import Session
 from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
-from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard, each
+from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
-from shared.rpc.errors import RemoteAlreadyExists
 
 _LOGGER = logging.getLogger(__name__)
 SLUG_LENGTH = 30
@@ -92,7 +91,7 @@ class SlugService:
         self._engine = engine
         self._regions = regions
         self._outbox = Outbox(engine, CONTROL_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
-        self._deliver = each(self.handle)
+        self._deliver = self.handle
         self._drain_wait = drain_wait_s
         self._failures: dict[tuple[str, int], SlugTaken] = {}
 
@@ -101,10 +100,11 @@ class SlugService:
     def reserve(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
         self._regions.peer(region_name)  # an unknown region is an error before anything is written
         pending = self._hold_aliases(import_id, region_name, wanted)
-        for organization_id in pending:
-            self._outbox.drain_now(
-                shard_of(region_name, organization_id), self._deliver, wait_s=self._drain_wait
-            )
+        self._outbox.drain_all_now(
+            [shard_of(region_name, organization_id) for organization_id in pending],
+            self._deliver,
+            wait_s=self._drain_wait,
+        )
         return self._answer(import_id, region_name, wanted)
 
     def _hold_aliases(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> list[int]:
@@ -234,61 +234,77 @@ class SlugService:
 
     # ---- the outbox handler (runs with no transaction open) -------------------------------------------
 
-    def handle(self, message: Message) -> None:
-        if message.category is not OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE:
-            _LOGGER.warning("control outbox: no handler for %s", message.category.name)
-            return
-        region_name = message.shard.destination
+    def handle(self, messages: Sequence[Message]) -> None:
+        """Deliver a run of reservation messages: per region, one call deletes the replicas of
+        reservations that are gone, one upserts the others, one renames the organizations of temporary
+        aliases; then every alias is swapped for its PRIMARY reservation in one transaction."""
+        wanted: list[Message] = []
+        for message in messages:
+            if message.category is OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE:
+                wanted.append(message)
+            else:
+                _LOGGER.warning("control outbox: no handler for %s", message.category.name)
         with Session(self._engine) as session:
-            reservation = session.get(OrganizationSlugReservation, message.object_id)
-            if reservation is not None:
-                session.expunge(reservation)
-        if reservation is None:
-            self._regions.delete_replica(region_name, message.object_id)
-            return
-        self._regions.upsert_replica(region_name, reservation)
-        if reservation.reservation_type != ReservationType.TEMPORARY_RENAME_ALIAS:
-            return
-        try:
-            self._regions.update_slug(region_name, reservation)
-        except RemoteAlreadyExists as exc:
-            self._swap_done(reservation, succeeded=False)
-            self._failures[(region_name, reservation.organization_id)] = SlugTaken(
-                reservation.organization_id, reservation.slug, exc.message
-            )
-            return
-        self._swap_done(reservation, succeeded=True)
+            found = {
+                r.id: r
+                for r in session.scalars(
+                    select(OrganizationSlugReservation).where(
+                        OrganizationSlugReservation.id.in_([m.object_id for m in wanted])
+                    )
+                )
+            }
+            session.expunge_all()
+        by_region: dict[str, list[Message]] = {}
+        for message in wanted:
+            by_region.setdefault(message.shard.destination, []).append(message)
+        for region_name, region_messages in by_region.items():
+            gone = [m.object_id for m in region_messages if m.object_id not in found]
+            present = [found[m.object_id] for m in region_messages if m.object_id in found]
+            if gone:
+                self._regions.delete_replicas(region_name, gone)
+            if present:
+                self._regions.upsert_replicas(region_name, present)
+            aliases = [r for r in present if r.reservation_type == ReservationType.TEMPORARY_RENAME_ALIAS]
+            if aliases:
+                self._swap_done(aliases, self._regions.update_slugs(region_name, aliases))
 
-    def _swap_done(self, alias: OrganizationSlugReservation, *, succeeded: bool) -> None:
-        """Drop the alias; on success the organization's PRIMARY reservation takes its slug."""
-        shard = shard_of(alias.region_name, alias.organization_id)
+    def _swap_done(
+        self, aliases: Sequence[OrganizationSlugReservation], refusals: Mapping[int, str | None]
+    ) -> None:
+        """Drop the aliases; where the region took the slug, the organization's PRIMARY reservation takes
+        it, and where it could not, the failure is kept for the answer. The new messages are delivered
+        by the drain this runs in."""
         with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
             session = work.session
-            held = session.get(OrganizationSlugReservation, alias.id)
-            if held is not None:
-                session.delete(held)
-                work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, alias.id)
-            if not succeeded:
-                # This runs inside the drain of the same shard, which delivers the new messages next.
-                work.commit(drain=False)
-                return
-            primary = self._reservation(
-                session, alias.region_name, alias.organization_id, ReservationType.PRIMARY
-            )
-            if primary is None:
-                primary = OrganizationSlugReservation(
-                    slug=alias.slug,
-                    organization_id=alias.organization_id,
-                    region_name=alias.region_name,
-                    reservation_type=ReservationType.PRIMARY,
+            for alias in aliases:
+                shard = shard_of(alias.region_name, alias.organization_id)
+                held = session.get(OrganizationSlugReservation, alias.id)
+                if held is not None:
+                    session.delete(held)
+                    work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, alias.id)
+                refusal = refusals.get(alias.organization_id, "the region did not answer for it")
+                if refusal is not None:
+                    self._failures[(alias.region_name, alias.organization_id)] = SlugTaken(
+                        alias.organization_id, alias.slug, refusal
+                    )
+                    continue
+                primary = self._reservation(
+                    session, alias.region_name, alias.organization_id, ReservationType.PRIMARY
                 )
-                session.add(primary)
-            else:
-                primary.slug = alias.slug
-                primary.region_name = alias.region_name
-            session.flush()
-            work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, primary.id)
-            work.commit(drain=False)  # as above: the enclosing drain delivers it
+                if primary is None:
+                    primary = OrganizationSlugReservation(
+                        slug=alias.slug,
+                        organization_id=alias.organization_id,
+                        region_name=alias.region_name,
+                        reservation_type=ReservationType.PRIMARY,
+                    )
+                    session.add(primary)
+                else:
+                    primary.slug = alias.slug
+                    primary.region_name = alias.region_name
+                session.flush()
+                work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, primary.id)
+            work.commit(drain=False)
 
     def drain_due(self) -> int:
         """One sweep over every due shard (the background drainer and DrainOutbox call this)."""
@@ -296,31 +312,47 @@ class SlugService:
 
     # ---- organization mappings ----------------------------------------------------------------------
 
-    def upsert_mapping(self, update: MappingUpdate) -> None:
-        """Create or update an organization's mapping; a reservation in its region must back the slug."""
+    def upsert_mappings(self, updates: Sequence[MappingUpdate]) -> list[int]:
+        """Create or update organizations' mappings in one transaction, in order. A mapping is written
+        only when a reservation of its region backs its slug; the others are returned (they are written
+        when the reservation is)."""
+        rejected: list[int] = []
         with Session(self._engine) as session, session.begin():
-            backed = session.scalar(
-                select(OrganizationSlugReservation).where(
-                    OrganizationSlugReservation.organization_id == update.organization_id,
-                    OrganizationSlugReservation.slug == update.slug,
-                    OrganizationSlugReservation.region_name == update.region_name,
-                )
-            )
-            if backed is None:
-                raise MappingRejected(
-                    f"organization {update.organization_id} holds no reservation of {update.slug!r} "
-                    f"in region {update.region_name!r}"
-                )
-            mapping = session.scalar(
-                select(OrganizationMapping).where(
-                    OrganizationMapping.region_name == update.region_name,
-                    OrganizationMapping.organization_id == update.organization_id,
-                )
-            )
-            if mapping is None:
-                mapping = OrganizationMapping(
-                    organization_id=update.organization_id, region_name=update.region_name
-                )
-                session.add(mapping)
-            mapping.slug, mapping.name = update.slug, update.name
-            mapping.region_name, mapping.status = update.region_name, update.status
+            backed: set[tuple[str, int, str]] = set()
+            mappings: dict[tuple[str, int], OrganizationMapping] = {}
+            for region_name in {u.region_name for u in updates}:
+                ids = sorted({u.organization_id for u in updates if u.region_name == region_name})
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    backed.update(
+                        (region_name, organization_id, slug)
+                        for organization_id, slug in session.execute(
+                            select(
+                                OrganizationSlugReservation.organization_id, OrganizationSlugReservation.slug
+                            ).where(
+                                OrganizationSlugReservation.region_name == region_name,
+                                OrganizationSlugReservation.organization_id.in_(chunk),
+                            )
+                        )
+                    )
+                    for mapping in session.scalars(
+                        select(OrganizationMapping).where(
+                            OrganizationMapping.region_name == region_name,
+                            OrganizationMapping.organization_id.in_(chunk),
+                        )
+                    ):
+                        mappings[(region_name, mapping.organization_id)] = mapping
+            for update in updates:
+                if (update.region_name, update.organization_id, update.slug) not in backed:
+                    rejected.append(update.organization_id)
+                    continue
+                row = mappings.get((update.region_name, update.organization_id))
+                if row is None:
+                    row = OrganizationMapping(
+                        organization_id=update.organization_id, region_name=update.region_name
+                    )
+                    session.add(row)
+                    mappings[(update.region_name, update.organization_id)] = row
+                row.slug, row.name = update.slug, update.name
+                row.region_name, row.status = update.region_name, update.status
+        return rejected

@@ -104,8 +104,7 @@ class ImportSlugs:
         self._region, self._timeout = region_name, timeout_s
 
     def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
-        for organization_id in wanted:
-            self._organizations.drain(organization_shard(organization_id))
+        self._organizations.drain([organization_shard(organization_id) for organization_id in wanted])
         final = self._control.reserve_slugs(import_id, self._region, dict(wanted), timeout_s=self._timeout)
         with self._sessions.begin() as session:
             for organization_id, slug in final.items():

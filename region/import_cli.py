@@ -67,6 +67,8 @@ def options_from(args: argparse.Namespace) -> ImportOptions:
         strict=args.strict,
         batch_size=args.batch_size,
         accept_changed_source=args.accept_changed_source,
+        row_by_row=args.bench_row_by_row,
+        no_bookkeeping=args.bench_no_bookkeeping,
     )
 
 
@@ -258,6 +260,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=DEFAULT_BATCH_SIZE,
         help="instances per batch and transaction (default %(default)s)",
     )
+    # Benchmark modes (bench/run.py compares against them); hidden: never for real imports.
+    parser.add_argument("--bench-row-by-row", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bench-no-bookkeeping", action="store_true", help=argparse.SUPPRESS)
     add_region_database_arguments(parser)
     parser.add_argument(
         "--control-address",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
 from typing import Any
@@ -19,10 +20,14 @@ from sqlalchemy.orm import Session
 
 from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugReservationReplica
 from region.errors import RegionError
-from region.rpc.control_client import GrpcControlClient, MemberMapping, MemberTeamReplica
+from region.rpc.control_client import (
+    GrpcControlClient,
+    MemberMapping,
+    MemberTeamReplica,
+    OrganizationMappingUpdate,
+)
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import UnitOfWork
-from shared.rpc.errors import RemoteFailedPrecondition
 
 _LOGGER = logging.getLogger(__name__)
 #: Longest a slug callback from control spends delivering this region's outbox before it answers.
@@ -48,6 +53,15 @@ class SlugUnavailable(RegionError):
         )
 
 
+@dataclass(frozen=True)
+class SlugUpdate:
+    organization_id: int
+    slug: str
+    #: Another organization in this region holds the slug; nothing changed.
+    taken: bool = False
+    message: str = ""
+
+
 def organization_shard(organization_id: int) -> Shard:
     return Shard("", OutboxScope.ORGANIZATION, organization_id)
 
@@ -66,50 +80,73 @@ class OrganizationService:
         self._region = region_name
         self.outbox = Outbox(engine, REGION_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
 
-    def update_slug_from_reservation(self, organization_id: int, slug: str) -> str:
-        """Give the organization the slug control reserved for it; control's mapping follows."""
-        try:
-            with self.unit_of_work() as work:
-                found = work.connection.execute(
-                    update(ORGANIZATIONS)
-                    .where(ORGANIZATIONS.c.id == organization_id)
-                    .values(slug=slug, slug_ci=slug.casefold())
-                ).rowcount
+    def update_slugs_from_reservations(self, wanted: Sequence[tuple[int, str]]) -> list[SlugUpdate]:
+        """Give organizations the slugs control reserved for them, in one transaction (a savepoint each,
+        so a slug another organization here holds fails alone); control's mappings follow."""
+        results: list[SlugUpdate] = []
+        with self.unit_of_work() as work:
+            connection = work.connection
+            for organization_id, slug in wanted:
+                try:
+                    with connection.begin_nested():
+                        found = connection.execute(
+                            update(ORGANIZATIONS)
+                            .where(ORGANIZATIONS.c.id == organization_id)
+                            .values(slug=slug, slug_ci=slug.casefold())
+                        ).rowcount
+                except IntegrityError:
+                    taken = SlugUnavailable(organization_id, slug)
+                    results.append(SlugUpdate(organization_id, slug, taken=True, message=str(taken)))
+                    continue
                 if not found:
                     raise UnknownOrganization(
                         f"organization {organization_id} is not in region {self._region!r}"
                     )
-                work.enqueue(
-                    organization_shard(organization_id), OutboxCategory.ORGANIZATION_UPDATE, organization_id
-                )
-                work.commit(drain=False)  # drained below, within the callback's budget
-        except IntegrityError:
-            raise SlugUnavailable(organization_id, slug) from None
-        # Deliver the mapping now if the shard is short; a backlog must not hold up control's call, so the
-        # rest is left to the background drainer once the budget is spent.
-        self.drain(organization_shard(organization_id), wait_s=CALLBACK_DRAIN_S, budget_s=CALLBACK_DRAIN_S)
-        return slug
+                results.append(SlugUpdate(organization_id, slug))
+            work.enqueue_many(
+                [
+                    (
+                        organization_shard(r.organization_id),
+                        OutboxCategory.ORGANIZATION_UPDATE,
+                        r.organization_id,
+                        None,
+                    )
+                    for r in results
+                    if not r.taken
+                ]
+            )
+            bounds = work.commit(drain=False)
+        # Deliver the mappings now if the shards are short; a backlog must not hold up control's call, so
+        # the rest is left to the background drainer once the budget is spent.
+        self.outbox.drain_committed(bounds, self.handle, budget_s=CALLBACK_DRAIN_S)
+        return results
 
-    def upsert_replica(self, reservation: OrganizationSlugReservationReplica) -> None:
+    def upsert_replicas(self, reservations: Sequence[OrganizationSlugReservationReplica]) -> None:
         replica = OrganizationSlugReservationReplica
         with Session(self._engine) as session, session.begin():
-            # Whatever could conflict is stale: the reservation itself, its (organization, type), its slug.
-            session.execute(
-                delete(replica).where(
-                    (replica.reservation_id == reservation.reservation_id)
-                    | (replica.slug == reservation.slug)
-                    | (
-                        (replica.organization_id == reservation.organization_id)
-                        & (replica.reservation_type == reservation.reservation_type)
+            for reservation in reservations:
+                # Whatever could conflict is stale: the reservation itself, its (organization, type), its
+                # slug.
+                session.execute(
+                    delete(replica).where(
+                        (replica.reservation_id == reservation.reservation_id)
+                        | (replica.slug == reservation.slug)
+                        | (
+                            (replica.organization_id == reservation.organization_id)
+                            & (replica.reservation_type == reservation.reservation_type)
+                        )
                     )
                 )
-            )
-            session.add(reservation)
+                session.add(reservation)
+                session.flush()
 
-    def delete_replica(self, reservation_id: int) -> None:
+    def delete_replicas(self, reservation_ids: Sequence[int]) -> None:
         replica = OrganizationSlugReservationReplica
         with Session(self._engine) as session, session.begin():
-            session.execute(delete(replica).where(replica.reservation_id == reservation_id))
+            for start in range(0, len(reservation_ids), 500):
+                session.execute(
+                    delete(replica).where(replica.reservation_id.in_(reservation_ids[start : start + 500]))
+                )
 
     # ---- the region outbox ----------------------------------------------------------------------------
 
@@ -117,8 +154,10 @@ class OrganizationService:
         """A transaction whose outbox messages are delivered to control right after it commits."""
         return UnitOfWork(self._engine, self.outbox, self.handle)
 
-    def drain(self, shard: Shard, *, wait_s: float = 20.0, budget_s: float | None = None) -> None:
-        self.outbox.drain_now(shard, self.handle, wait_s=wait_s, budget_s=budget_s)
+    def drain(self, shards: Sequence[Shard], *, wait_s: float = 20.0) -> None:
+        """Deliver these shards' messages now (many shards per call), waiting up to ``wait_s`` for
+        shards another drainer holds."""
+        self.outbox.drain_all_now(shards, self.handle, wait_s=wait_s)
 
     def drain_due(self) -> int:
         return self.outbox.drain_due(self.handle)
@@ -132,8 +171,7 @@ class OrganizationService:
         for category, run in groupby(messages, key=lambda m: m.category):
             batch = list(run)
             if category is OutboxCategory.ORGANIZATION_UPDATE:
-                for message in batch:
-                    self._organization_updated(control, message)
+                self._organizations_updated(control, batch)
             elif category is OutboxCategory.ORGANIZATION_MEMBER_UPDATE:
                 self._members_updated(control, batch)
             elif category is OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE:
@@ -141,24 +179,20 @@ class OrganizationService:
             else:
                 _LOGGER.warning("region outbox: no handler for %s", category.name)
 
-    def _organization_updated(self, control: GrpcControlClient, message: Message) -> None:
+    def _organizations_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
+        o = ORGANIZATIONS.c
         with self._engine.connect() as connection:
-            organization = connection.execute(
-                select(ORGANIZATIONS.c.slug, ORGANIZATIONS.c.name, ORGANIZATIONS.c.status).where(
-                    ORGANIZATIONS.c.id == message.object_id
-                )
-            ).first()
-        if organization is None:
-            return  # deleted since: nothing to map
-        try:
-            control.upsert_mapping(
-                message.object_id, self._region, organization.slug, organization.name, organization.status
-            )
-        except RemoteFailedPrecondition as exc:
-            if exc.reason != "mapping_rejected":
-                raise
+            rows = connection.execute(
+                select(o.id, o.slug, o.name, o.status).where(o.id.in_([m.object_id for m in messages]))
+            ).all()
+        mappings = [
+            OrganizationMappingUpdate(r.id, r.slug, r.name, r.status) for r in rows
+        ]  # a deleted organization has nothing to map
+        if not mappings:
+            return
+        for organization_id in control.upsert_mappings(self._region, mappings):
             # No reservation backs this slug yet (a fresh import): the mapping comes with the reservation.
-            _LOGGER.info("mapping of organization %d waits for its slug reservation", message.object_id)
+            _LOGGER.info("mapping of organization %d waits for its slug reservation", organization_id)
 
     def _members_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         m = MEMBERS.c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -106,4 +107,10 @@ def run(
     if drainer is not None:
         drainer.stop()
     on_stop()
-    _LOGGER.info("%s stopped", silo)
+    served = running.calls.snapshot()
+    _LOGGER.info(
+        "%s stopped; served %d call(s): %s",
+        silo,
+        sum(served.values()),
+        json.dumps(dict(sorted(served.items())), separators=(",", ":")),
+    )

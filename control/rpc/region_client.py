@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from control.db.models import OrganizationSlugReservation
 from control.errors import UnknownRegion
@@ -43,33 +44,43 @@ class GrpcRegionClients:
         answer = self.peer(region_name).call("Ping", request, common_pb2.PingResponse)
         return hops_from_proto(answer.path)
 
-    def upsert_replica(self, region_name: str, reservation: OrganizationSlugReservation) -> None:
+    def upsert_replicas(self, region_name: str, reservations: Sequence[OrganizationSlugReservation]) -> None:
         self.peer(region_name).call(
-            "UpsertSlugReservationReplica",
-            _reservation_to_proto(reservation),
-            region_pb2.UpsertSlugReservationReplicaResponse,
-        )
-
-    def delete_replica(self, region_name: str, reservation_id: int) -> None:
-        self.peer(region_name).call(
-            "DeleteSlugReservationReplica",
-            region_pb2.DeleteSlugReservationReplicaRequest(reservation_id=reservation_id),
-            region_pb2.DeleteSlugReservationReplicaResponse,
-        )
-
-    def update_slug(self, region_name: str, alias: OrganizationSlugReservation) -> str:
-        """Ask the region to give the organization the alias's slug; RemoteAlreadyExists if it cannot."""
-        answer = self.peer(region_name).call(
-            "UpdateOrganizationSlugFromReservation",
-            region_pb2.UpdateOrganizationSlugFromReservationRequest(
-                organization_id=alias.organization_id,
-                slug=alias.slug,
-                reservation_id=alias.id,
-                import_id=alias.import_id or "",
+            "UpsertSlugReservationReplicas",
+            region_pb2.UpsertSlugReservationReplicasRequest(
+                reservations=[_reservation_to_proto(r) for r in reservations]
             ),
-            region_pb2.UpdateOrganizationSlugFromReservationResponse,
+            region_pb2.UpsertSlugReservationReplicasResponse,
         )
-        return answer.slug
+
+    def delete_replicas(self, region_name: str, reservation_ids: Sequence[int]) -> None:
+        self.peer(region_name).call(
+            "DeleteSlugReservationReplicas",
+            region_pb2.DeleteSlugReservationReplicasRequest(reservation_ids=list(reservation_ids)),
+            region_pb2.DeleteSlugReservationReplicasResponse,
+        )
+
+    def update_slugs(
+        self, region_name: str, aliases: Sequence[OrganizationSlugReservation]
+    ) -> dict[int, str | None]:
+        """Ask the region to give each organization its alias's slug. Returns, per organization, None
+        when it took the slug, or why it could not (another organization there holds it)."""
+        answer = self.peer(region_name).call(
+            "UpdateOrganizationSlugsFromReservations",
+            region_pb2.UpdateOrganizationSlugsFromReservationsRequest(
+                updates=[
+                    region_pb2.SlugFromReservation(
+                        organization_id=alias.organization_id,
+                        slug=alias.slug,
+                        reservation_id=alias.id,
+                        import_id=alias.import_id or "",
+                    )
+                    for alias in aliases
+                ]
+            ),
+            region_pb2.UpdateOrganizationSlugsFromReservationsResponse,
+        )
+        return {r.organization_id: (r.message or "taken") if r.taken else None for r in answer.results}
 
 
 def _reservation_to_proto(reservation: OrganizationSlugReservation) -> region_pb2.SlugReservation:

@@ -80,15 +80,16 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         return control_pb2.BulkReserveOrganizationSlugsResponse(final_slugs=final)
 
     @translate_errors(ERRORS)
-    def UpsertOrganizationMapping(
-        self, request: control_pb2.UpsertOrganizationMappingRequest, context: grpc.ServicerContext
-    ) -> control_pb2.UpsertOrganizationMappingResponse:
-        self._slugs.upsert_mapping(
-            MappingUpdate(
-                request.organization_id, request.region_name, request.slug, request.name, request.status
-            )
+    def UpsertOrganizationMappings(
+        self, request: control_pb2.UpsertOrganizationMappingsRequest, context: grpc.ServicerContext
+    ) -> control_pb2.UpsertOrganizationMappingsResponse:
+        rejected = self._slugs.upsert_mappings(
+            [
+                MappingUpdate(m.organization_id, m.region_name, m.slug, m.name, m.status)
+                for m in request.mappings
+            ]
         )
-        return control_pb2.UpsertOrganizationMappingResponse()
+        return control_pb2.UpsertOrganizationMappingsResponse(rejected_organization_ids=rejected)
 
     @translate_errors(ERRORS)
     def UpsertOrganizationMemberMappings(

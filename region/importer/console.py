@@ -24,17 +24,21 @@ class ConsoleProgress:
         self._started: dict[str, float] = {}
         self._current: str | None = None
         self._drawn = 0.0
+        self._last = time.monotonic()
 
     def start(self, totals: Mapping[str, int]) -> None:
         self._totals = dict(totals)
+        self._last = time.monotonic()
 
     def advance(self, model: str, count: int) -> None:
         if model != self._current:
             self._close_line()
             self._current = model
-            self._started.setdefault(model, time.monotonic())
+            # Models are written one after another: this one started when the last one's batch ended.
+            self._started.setdefault(model, self._last)
         self._done[model] = self._done.get(model, 0) + count
         now = time.monotonic()
+        self._last = now
         if self._tty and now - self._drawn >= self._interval:
             self._draw(model, end="")
             self._drawn = now
@@ -49,7 +53,8 @@ class ConsoleProgress:
 
     def _draw(self, model: str, *, end: str) -> None:
         done, total = self._done.get(model, 0), self._totals.get(model, 0)
-        elapsed = max(time.monotonic() - self._started.get(model, time.monotonic()), 1e-6)
+        # Up to the model's last batch (a closed line must not count what came after it).
+        elapsed = max(self._last - self._started.get(model, self._last), 1e-6)
         percent = f"{100 * done // total:3d}%" if total else "   -"
         line = f"  {model:<32} {done:>10,}/{total:<10,} {percent}  {done / elapsed:>10,.0f}/s"
         self._out.write(("\r" if self._tty else "") + line + end)

@@ -227,6 +227,8 @@ class ImportEngine:
             scope=self.options.scope,
             merge_users=self.options.merge_users,
             overwrite_configs=self.options.overwrite_configs,
+            row_by_row=self.options.row_by_row,
+            no_bookkeeping=self.options.no_bookkeeping,
         )
 
     def _send(self, spec: ModelSpec, batch: Batch, where: dict[int, Record]) -> BatchResult:

@@ -26,6 +26,9 @@ class ImportOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     #: Resume even though the export's contents changed since the first run (not part of the fingerprint).
     accept_changed_source: bool = False
+    #: Benchmark modes, see :class:`shared.relocation.batch.BatchOptions`.
+    row_by_row: bool = False
+    no_bookkeeping: bool = False
 
     def fingerprint(self) -> str:
         """What a resumed run must match: everything that decides what gets written."""
@@ -42,6 +45,9 @@ class ImportOptions:
                 else None,
                 "strict": self.strict,
                 "batch_size": self.batch_size,
+                # Benchmark modes appear only when set, so fingerprints of real imports stay as they were.
+                **({"row_by_row": True} if self.row_by_row else {}),
+                **({"no_bookkeeping": True} if self.no_bookkeeping else {}),
             },
             sort_keys=True,
         )

@@ -16,6 +16,14 @@ SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
 
 
 @dataclass(frozen=True)
+class OrganizationMappingUpdate:
+    organization_id: int
+    slug: str
+    name: str
+    status: int
+
+
+@dataclass(frozen=True)
 class MemberMapping:
     organization_id: int
     member_id: int
@@ -47,16 +55,26 @@ class GrpcControlClient:
         )
         return result_from_proto(answer)
 
-    def upsert_mapping(
-        self, organization_id: int, region_name: str, slug: str, name: str, status: int
-    ) -> None:
-        self._peer.call(
-            "UpsertOrganizationMapping",
-            control_pb2.UpsertOrganizationMappingRequest(
-                organization_id=organization_id, region_name=region_name, slug=slug, name=name, status=status
+    def upsert_mappings(self, region_name: str, mappings: Sequence[OrganizationMappingUpdate]) -> list[int]:
+        """Control's mappings of these organizations; returns the organizations whose slug no
+        reservation backs yet (their mapping is written with the reservation)."""
+        answer = self._peer.call(
+            "UpsertOrganizationMappings",
+            control_pb2.UpsertOrganizationMappingsRequest(
+                mappings=[
+                    control_pb2.OrganizationMapping(
+                        organization_id=m.organization_id,
+                        region_name=region_name,
+                        slug=m.slug,
+                        name=m.name,
+                        status=m.status,
+                    )
+                    for m in mappings
+                ]
             ),
-            control_pb2.UpsertOrganizationMappingResponse,
+            control_pb2.UpsertOrganizationMappingsResponse,
         )
+        return list(answer.rejected_organization_ids)
 
     def upsert_member_mappings(self, region_name: str, members: Sequence[MemberMapping]) -> None:
         """Control's mappings of these members, applied in order in one transaction."""

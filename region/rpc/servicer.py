@@ -41,33 +41,47 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
         return common_pb2.PingResponse(path=hops_to_proto(path))
 
     @translate_errors(ERRORS)
-    def UpdateOrganizationSlugFromReservation(
-        self, request: region_pb2.UpdateOrganizationSlugFromReservationRequest, context: grpc.ServicerContext
-    ) -> region_pb2.UpdateOrganizationSlugFromReservationResponse:
-        slug = self._organizations.update_slug_from_reservation(request.organization_id, request.slug)
-        return region_pb2.UpdateOrganizationSlugFromReservationResponse(slug=slug)
-
-    @translate_errors(ERRORS)
-    def UpsertSlugReservationReplica(
-        self, request: region_pb2.SlugReservation, context: grpc.ServicerContext
-    ) -> region_pb2.UpsertSlugReservationReplicaResponse:
-        self._organizations.upsert_replica(
-            OrganizationSlugReservationReplica(
-                reservation_id=request.id,
-                slug=request.slug,
-                organization_id=request.organization_id,
-                region_name=request.region_name,
-                reservation_type=request.reservation_type,
-            )
+    def UpdateOrganizationSlugsFromReservations(
+        self,
+        request: region_pb2.UpdateOrganizationSlugsFromReservationsRequest,
+        context: grpc.ServicerContext,
+    ) -> region_pb2.UpdateOrganizationSlugsFromReservationsResponse:
+        results = self._organizations.update_slugs_from_reservations(
+            [(u.organization_id, u.slug) for u in request.updates]
         )
-        return region_pb2.UpsertSlugReservationReplicaResponse()
+        return region_pb2.UpdateOrganizationSlugsFromReservationsResponse(
+            results=[
+                region_pb2.SlugUpdateResult(
+                    organization_id=r.organization_id, slug=r.slug, taken=r.taken, message=r.message
+                )
+                for r in results
+            ]
+        )
 
     @translate_errors(ERRORS)
-    def DeleteSlugReservationReplica(
-        self, request: region_pb2.DeleteSlugReservationReplicaRequest, context: grpc.ServicerContext
-    ) -> region_pb2.DeleteSlugReservationReplicaResponse:
-        self._organizations.delete_replica(request.reservation_id)
-        return region_pb2.DeleteSlugReservationReplicaResponse()
+    def UpsertSlugReservationReplicas(
+        self, request: region_pb2.UpsertSlugReservationReplicasRequest, context: grpc.ServicerContext
+    ) -> region_pb2.UpsertSlugReservationReplicasResponse:
+        self._organizations.upsert_replicas(
+            [
+                OrganizationSlugReservationReplica(
+                    reservation_id=r.id,
+                    slug=r.slug,
+                    organization_id=r.organization_id,
+                    region_name=r.region_name,
+                    reservation_type=r.reservation_type,
+                )
+                for r in request.reservations
+            ]
+        )
+        return region_pb2.UpsertSlugReservationReplicasResponse()
+
+    @translate_errors(ERRORS)
+    def DeleteSlugReservationReplicas(
+        self, request: region_pb2.DeleteSlugReservationReplicasRequest, context: grpc.ServicerContext
+    ) -> region_pb2.DeleteSlugReservationReplicasResponse:
+        self._organizations.delete_replicas(list(request.reservation_ids))
+        return region_pb2.DeleteSlugReservationReplicasResponse()
 
     @translate_errors(ERRORS)
     def DrainOutbox(

@@ -219,15 +219,36 @@ class Outbox:
         with self._engine.connect() as connection:
             return [Shard(d, OutboxScope(s), i) for d, s, i in connection.execute(statement)]
 
-    def last_id(self, shards: Iterable[Shard]) -> dict[Shard, int]:
-        """The newest message id of each shard (a bound for a drain right after a commit)."""
+    def last_id(self, shards: Iterable[Shard], connection: Connection | None = None) -> dict[Shard, int]:
+        """The newest message id of each shard that has messages (a bound for a drain right after a
+        commit), in one grouped query per 500 shards; inside ``connection``'s transaction when given."""
         c = self._table.c
+        wanted = set(shards)
+        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
+        for shard in wanted:
+            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
         result: dict[Shard, int] = {}
-        with self._engine.connect() as connection:
-            for shard in shards:
-                top = connection.execute(select(func.max(c.id)).where(self._in_shard(shard))).scalar()
-                if top is not None:
-                    result[shard] = int(top)
+
+        def read(conn: Connection) -> None:
+            for (destination, scope), ids in by_kind.items():
+                for start in range(0, len(ids), 500):
+                    rows = conn.execute(
+                        select(c.shard_id, func.max(c.id))
+                        .where(
+                            c.destination == destination,
+                            c.shard_scope == int(scope),
+                            c.shard_id.in_(sorted(ids)[start : start + 500]),
+                        )
+                        .group_by(c.shard_id)
+                    )
+                    for shard_id, top in rows:
+                        result[Shard(destination, scope, shard_id)] = int(top)
+
+        if connection is not None:
+            read(connection)
+        else:
+            with self._engine.connect() as own:
+                read(own)
         return result
 
     def drain_due(self, handler: Handler, *, limit: int = 100) -> int:
@@ -244,26 +265,152 @@ class Outbox:
 
     # ---- draining -----------------------------------------------------------------------------------
 
+    def drain_all_now(self, shards: Iterable[Shard], handler: Handler, *, wait_s: float = 20.0) -> None:
+        """Drain these shards completely right away, including what handlers add, many shards per call;
+        wait up to ``wait_s`` for shards another drainer holds. A handler's error propagates."""
+        wanted = list(shards)
+        deadline = time.monotonic() + wait_s
+        while bounds := self.last_id(wanted):
+            done = self.drain_committed(bounds, handler, respect_schedule=False, raise_errors=True)
+            if not done:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+
     def drain_committed(
-        self, bounds: Mapping[Shard, int], handler: Handler, *, budget_s: float | None = None
+        self,
+        bounds: Mapping[Shard, int],
+        handler: Handler,
+        *,
+        budget_s: float | None = None,
+        respect_schedule: bool = True,
+        raise_errors: bool = False,
     ) -> int:
-        """Drain each shard up to the message id it had when a transaction committed; a shard another
-        drainer holds, one backing off, or one whose handler fails is left to the background drainer.
+        """Deliver what a committed transaction wrote: each shard up to the message id it had at commit,
+        many shards at once. Shards are claimed together in one transaction; their runs are interleaved
+        (each shard's messages stay in order) and handed over in runs of up to ``batch`` messages, so a
+        batch that touched a hundred shards costs a few calls, not a hundred. A shard another drainer
+        holds or one backing off is skipped; when a run fails, every shard not yet done backs off and the
+        background drainer, which drains shard by shard, takes them (and so isolates a bad message).
         Works at most ``budget_s`` when given. Returns messages done."""
         stop = None if budget_s is None else time.monotonic() + budget_s
+        claimed = self._claim_many(bounds, respect_schedule=respect_schedule)
+        if not claimed:
+            return 0
         done = 0
-        for shard, bound in sorted(bounds.items()):
-            if stop is not None and time.monotonic() > stop:
-                break
-            try:
-                done += self.drain_shard(shard, handler, up_to=bound, respect_schedule=True, deadline=stop)
-            except ShardBusy:
-                continue
-            except Exception as exc:  # noqa: BLE001 - committed already: the message waits with backoff
-                _LOGGER.warning(
-                    "outbox shard %s: delivery after commit failed (%s); it backs off", shard, exc
+        try:
+            order = self._interleaved(claimed)
+            for start in range(0, len(order), self.batch):
+                run = order[start : start + self.batch]
+                try:
+                    handler([group[-1] for group in run])
+                except Exception as exc:
+                    _LOGGER.warning("outbox: delivery after commit failed (%s); the shards back off", exc)
+                    for shard in {group[0].shard for group in order[start:]}:
+                        self._back_off(shard)
+                    if raise_errors:
+                        raise
+                    return done
+                self._delete([m.id for group in run for m in group])
+                done += len(run)
+                if stop is not None and time.monotonic() > stop:
+                    return done
+            return done
+        finally:
+            self._release_all(list(claimed))
+
+    def _claim_many(self, bounds: Mapping[Shard, int], *, respect_schedule: bool = True) -> dict[Shard, int]:
+        """Claim every shard that is free and due, up to its bound; returns the claimed shards' bounds."""
+        c, now = self._table.c, self._clock()
+        claimed: dict[Shard, int] = {}
+        stamp: list[int] = []
+        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
+        for shard in bounds:
+            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
+        with self._engine.begin() as connection:
+            for (destination, scope), ids in by_kind.items():
+                for start in range(0, len(ids), 500):
+                    where = and_(
+                        c.destination == destination,
+                        c.shard_scope == int(scope),
+                        c.shard_id.in_(ids[start : start + 500]),
+                    )
+                    query = (
+                        select(c.id, c.shard_id, c.scheduled_for, c.claimed_until).where(where).order_by(c.id)
+                    )
+                    present: dict[int, list[int]] = {}
+                    if connection.dialect.name == "postgresql":
+                        rows = connection.execute(query.with_for_update(skip_locked=True)).all()
+                        for i, shard_id in connection.execute(select(c.id, c.shard_id).where(where)):
+                            present.setdefault(shard_id, []).append(i)
+                    else:  # SQLite: this transaction holds the single writer lock
+                        rows = connection.execute(query).all()
+                    per_shard: dict[int, list[Any]] = {}
+                    for r in rows:
+                        per_shard.setdefault(r.shard_id, []).append(r)
+                    for shard_id, shard_rows in per_shard.items():
+                        shard = Shard(destination, scope, shard_id)
+                        top = shard_rows[-1].id
+                        locked = {r.id for r in shard_rows}
+                        if any(i not in locked for i in present.get(shard_id, ()) if i <= top):
+                            continue  # another drainer is claiming it
+                        mine = [r for r in shard_rows if r.id <= bounds[shard]]
+                        if not mine or (respect_schedule and _aware(mine[0].scheduled_for) > now):
+                            continue  # nothing up to the bound, or backing off
+                        if any(r.claimed_until is not None and _aware(r.claimed_until) > now for r in mine):
+                            continue  # claimed by a live drainer
+                        claimed[shard] = mine[-1].id
+                        stamp.extend(r.id for r in mine)
+            for start in range(0, len(stamp), 1000):
+                connection.execute(
+                    update(self._table)
+                    .where(c.id.in_(stamp[start : start + 1000]))
+                    .values(claimed_until=now + self._lease)
                 )
-        return done
+        return claimed
+
+    def _interleaved(self, claimed: Mapping[Shard, int]) -> list[list[Message]]:
+        """Every claimed shard's coalesced groups, interleaved round by round (each shard's order kept);
+        read with one query per 500 shards."""
+        c = self._table.c
+        per_shard: dict[Shard, dict[tuple[int, int], list[Message]]] = {
+            shard: {} for shard in sorted(claimed)
+        }
+        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
+        for shard in claimed:
+            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
+        with self._engine.connect() as connection:
+            for (destination, scope), ids in by_kind.items():
+                for start in range(0, len(ids), 500):
+                    rows = connection.execute(
+                        select(c.id, c.shard_id, c.category, c.object_id, c.payload, c.attempts)
+                        .where(
+                            c.destination == destination,
+                            c.shard_scope == int(scope),
+                            c.shard_id.in_(ids[start : start + 500]),
+                        )
+                        .order_by(c.id)
+                    )
+                    for r in rows:
+                        shard = Shard(destination, scope, r.shard_id)
+                        if r.id > claimed[shard]:
+                            continue
+                        per_shard[shard].setdefault((r.category, r.object_id), []).append(
+                            Message(
+                                r.id,
+                                shard,
+                                OutboxCategory(r.category),
+                                r.object_id,
+                                json.loads(r.payload) if r.payload else None,
+                                r.attempts,
+                            )
+                        )
+        # dicts keep insertion order: groups come in the order of their oldest message
+        groups = [list(found.values()) for found in per_shard.values()]
+        order: list[list[Message]] = []
+        for position in range(max((len(g) for g in groups), default=0)):
+            order.extend(shard_groups[position] for shard_groups in groups if position < len(shard_groups))
+        return order
 
     def drain_now(
         self, shard: Shard, handler: Handler, *, wait_s: float = 20.0, budget_s: float | None = None
@@ -390,6 +537,19 @@ class Outbox:
                     )
                 )
         return [groups[key] for key in keys if groups[key]]
+
+    def _delete(self, ids: Sequence[int]) -> None:
+        c = self._table.c
+        with self._engine.begin() as connection:
+            for start in range(0, len(ids), 1000):
+                connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
+
+    def _release_all(self, shards: Sequence[Shard]) -> None:
+        with self._engine.begin() as connection:
+            for shard in shards:
+                connection.execute(
+                    update(self._table).where(self._in_shard(shard)).values(claimed_until=None)
+                )
 
     def _finish(self, shard: Shard, ids: Sequence[int]) -> None:
         c, now = self._table.c, self._clock()

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from shared.db.outbox import Handler, Outbox, OutboxCategory, OutboxScope, Shard, enqueue_many
+from shared.db.outbox import Handler, Outbox, OutboxCategory, Shard, enqueue_many
 
 #: A message to write: (shard, category, object id, payload).
 Outgoing = tuple[Shard, OutboxCategory, int, "dict[str, Any] | None"]
@@ -87,17 +87,4 @@ class UnitOfWork:
     def _bounds(self) -> dict[Shard, int]:
         if not self._shards or self._outbox is None:
             return {}
-        c = self._outbox.table.c
-        ids = sorted({shard.shard_id for shard in self._shards})
-        bounds: dict[Shard, int] = {}
-        for start in range(0, len(ids), 500):
-            rows = self.connection.execute(
-                select(c.destination, c.shard_scope, c.shard_id, func.max(c.id))
-                .where(c.shard_id.in_(ids[start : start + 500]))
-                .group_by(c.destination, c.shard_scope, c.shard_id)
-            )
-            for destination, scope, shard_id, top in rows:
-                shard = Shard(destination, OutboxScope(scope), shard_id)
-                if shard in self._shards:
-                    bounds[shard] = int(top)
-        return bounds
+        return self._outbox.last_id(self._shards, self.connection)

@@ -32,6 +32,10 @@ class BatchOptions:
     scope: ImportScope
     merge_users: bool = False
     overwrite_configs: bool = False
+    #: Benchmark baseline: one INSERT statement per instance, as an ORM saving one row at a time would.
+    row_by_row: bool = False
+    #: Benchmark only: no batch record (no replay, so the import cannot be resumed).
+    no_bookkeeping: bool = False
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ def batch_to_proto(batch: Batch) -> control_pb2.ImportModelBatchRequest:
         first_ordinal=batch.first_ordinal,
         merge_users=batch.options.merge_users,
         overwrite_configs=batch.options.overwrite_configs,
+        row_by_row=batch.options.row_by_row,
+        no_bookkeeping=batch.options.no_bookkeeping,
         instances=[
             common_pb2.ModelInstance(
                 ordinal=row.ordinal,
@@ -58,6 +60,8 @@ def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
         scope=scope,
         merge_users=request.merge_users,
         overwrite_configs=request.overwrite_configs,
+        row_by_row=request.row_by_row,
+        no_bookkeeping=request.no_bookkeeping,
     )
     rows = []
     for instance in request.instances:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -24,12 +25,29 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 Registrar = Callable[[grpc.Server], None]
 
 
+class CallCounts:
+    """Calls served per method (logged when the server stops; the benchmark reads them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, method: str) -> None:
+        with self._lock:
+            self._counts[method] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class SignatureInterceptor(grpc.ServerInterceptor):
     """Verifies every call's signature over its raw request bytes (health probes stay open), and makes
     the call's deadline the ceiling of any nested outbound call."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, calls: CallCounts | None = None) -> None:
         self._verifier = verifier
+        self._calls = calls if calls is not None else CallCounts()
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
@@ -44,8 +62,11 @@ class SignatureInterceptor(grpc.ServerInterceptor):
         deserialize = handler.request_deserializer
         behaviour = handler.unary_unary
         verifier = self._verifier
+        calls = self._calls
+        name = method.rpartition("/")[2]
 
         def checked(raw: bytes, context: grpc.ServicerContext) -> Any:
+            calls.add(name)
             refusal = verifier.check(method, metadata, raw)
             if refusal is not None:
                 _LOGGER.warning("refused %s: %s (peer %s)", method, refusal, context.peer())
@@ -80,6 +101,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    calls: CallCounts = field(default_factory=CallCounts)
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -92,9 +114,10 @@ def create_server(listen: str, registrars: Iterable[Registrar], *, settings: Rpc
     """Bind ``listen`` (port 0 picks a free one) and start serving; health stays NOT_SERVING until
     :meth:`RunningServer.set_serving`. Returns the server and the port it bound."""
     verifier = Verifier(settings.secrets, window_s=settings.replay_window_s)
+    calls = CallCounts()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.server_threads, thread_name_prefix="rpc"),
-        interceptors=[SignatureInterceptor(verifier)],
+        interceptors=[SignatureInterceptor(verifier, calls)],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -109,7 +132,7 @@ def create_server(listen: str, registrars: Iterable[Registrar], *, settings: Rpc
         port = server.add_secure_port(listen, server_credentials(settings.tls))
     else:
         port = server.add_insecure_port(listen)
-    running = RunningServer(server, port, health_servicer)
+    running = RunningServer(server, port, health_servicer, calls)
     running.set_serving(False)
     server.start()
     return running

@@ -1,5 +1,6 @@
-"""Every export in Sentry's fixtures imports in every scope, on SQLite and PostgreSQL, and the rows in
-each silo equal the file field by field (after remapping and the scope's sanitization)."""
+"""Every export in Sentry's fixtures (and one from the benchmark's generator) imports in every scope,
+on SQLite and PostgreSQL, and the rows in each silo equal the file field by field (after remapping and
+the scope's sanitization)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.generate import generate, write_export
 from shared.launcher import free_port
 from shared.relocation.registry import REGISTRY
 from shared.relocation.spec import ImportScope, Kind, ModelSpec
@@ -20,7 +22,10 @@ from tests.helpers import Silos, running_silos
 from tests.importing import FIXTURES, Imported, import_id_of, load, run_import
 
 pytestmark = pytest.mark.e2e
-NAMES = sorted(p.name for p in FIXTURES.glob("*.json"))
+#: Besides Sentry's fixtures: a small export from the benchmark's generator, so the benchmark measures an
+#: import that is correct field by field.
+GENERATED = "generated-by-bench.json"
+NAMES = [*sorted(p.name for p in FIXTURES.glob("*.json")), GENERATED]
 STACKS = [(backend, scope) for backend in ("sqlite", "postgresql") for scope in ImportScope]
 DROPS = {"dropped_orphan", "dropped_merged", "filtered_out"}
 
@@ -115,7 +120,11 @@ def _field(spec: ModelSpec, name: str) -> Any:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fixture_imports_field_by_field(stack: Stack, name: str) -> None:
-    path = FIXTURES / name
+    path = (
+        write_export(stack.workdir / name, generate(orgs=3, members=4, teams=2, projects=2, prefix="bench"))
+        if name == GENERATED
+        else FIXTURES / name
+    )
     findings_path = stack.workdir / f"{name}.findings.json"
     started = datetime.now(UTC) - timedelta(seconds=1)
     result = run_import(

@@ -144,6 +144,19 @@ def test_a_unit_of_work_delivers_its_shards_after_commit_up_to_what_existed(engi
         assert connection.execute(select(REGION_OUTBOX.c.object_id)).scalars().all() == [99]
 
 
+def test_delivery_after_commit_takes_many_shards_in_few_runs_each_in_order(engine: Engine) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX, batch=4)
+    runs: list[list[tuple[int, int]]] = []
+    with UnitOfWork(
+        engine, outbox, lambda ms: runs.append([(m.shard.shard_id, m.object_id) for m in ms])
+    ) as work:
+        work.enqueue_many([(shard(s), MEMBER, 10 * s + i, None) for s in (1, 2) for i in range(3)])
+        work.enqueue(shard(1), MEMBER, 10)  # coalesces with the first message of shard 1
+        work.commit()
+    assert runs == [[(1, 10), (2, 20), (1, 11), (2, 21)], [(1, 12), (2, 22)]]
+    assert rows(engine) == 0
+
+
 def test_a_failed_delivery_after_commit_keeps_the_commit_and_backs_off(engine: Engine) -> None:
     outbox = Outbox(engine, REGION_OUTBOX)
 

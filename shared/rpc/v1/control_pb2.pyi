@@ -30,6 +30,8 @@ class ImportModelBatchRequest(_message.Message):
     INSTANCES_FIELD_NUMBER: _builtins.int
     MERGE_USERS_FIELD_NUMBER: _builtins.int
     OVERWRITE_CONFIGS_FIELD_NUMBER: _builtins.int
+    ROW_BY_ROW_FIELD_NUMBER: _builtins.int
+    NO_BOOKKEEPING_FIELD_NUMBER: _builtins.int
     import_id: _builtins.str
     scope: _builtins.str
     """Import scope: "users", "organizations", "config" or "global"."""
@@ -40,6 +42,11 @@ class ImportModelBatchRequest(_message.Message):
     merge_users: _builtins.bool
     """Import flags."""
     overwrite_configs: _builtins.bool
+    row_by_row: _builtins.bool
+    """Benchmark modes (siloport's benchmark compares against them; never for real imports):
+    one INSERT per instance, and no batch records (the import cannot be resumed).
+    """
+    no_bookkeeping: _builtins.bool
     @_builtins.property
     def instances(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelInstance]: ...
     def __init__(
@@ -52,10 +59,12 @@ class ImportModelBatchRequest(_message.Message):
         instances: _abc.Iterable[_common_pb2.ModelInstance] | None = ...,
         merge_users: _builtins.bool = ...,
         overwrite_configs: _builtins.bool = ...,
+        row_by_row: _builtins.bool = ...,
+        no_bookkeeping: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_ordinal", b"first_ordinal", "import_id", b"import_id", "instances", b"instances", "merge_users", b"merge_users", "model", b"model", "overwrite_configs", b"overwrite_configs", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_ordinal", b"first_ordinal", "import_id", b"import_id", "instances", b"instances", "merge_users", b"merge_users", "model", b"model", "no_bookkeeping", b"no_bookkeeping", "overwrite_configs", b"overwrite_configs", "row_by_row", b"row_by_row", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -180,7 +189,7 @@ class BulkReserveOrganizationSlugsResponse(_message.Message):
 Global___BulkReserveOrganizationSlugsResponse: _TypeAlias = BulkReserveOrganizationSlugsResponse  # noqa: Y015
 
 @_typing.final
-class UpsertOrganizationMappingRequest(_message.Message):
+class OrganizationMapping(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
@@ -208,22 +217,49 @@ class UpsertOrganizationMappingRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertOrganizationMappingRequest: _TypeAlias = UpsertOrganizationMappingRequest  # noqa: Y015
+Global___OrganizationMapping: _TypeAlias = OrganizationMapping  # noqa: Y015
 
 @_typing.final
-class UpsertOrganizationMappingResponse(_message.Message):
+class UpsertOrganizationMappingsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    MAPPINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def mappings(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganizationMapping]: ...
     def __init__(
         self,
+        *,
+        mappings: _abc.Iterable[Global___OrganizationMapping] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mappings", b"mappings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertOrganizationMappingResponse: _TypeAlias = UpsertOrganizationMappingResponse  # noqa: Y015
+Global___UpsertOrganizationMappingsRequest: _TypeAlias = UpsertOrganizationMappingsRequest  # noqa: Y015
+
+@_typing.final
+class UpsertOrganizationMappingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REJECTED_ORGANIZATION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rejected_organization_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Organizations whose mapping waits for a reservation of its slug."""
+
+    def __init__(
+        self,
+        *,
+        rejected_organization_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rejected_organization_ids", b"rejected_organization_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertOrganizationMappingsResponse: _TypeAlias = UpsertOrganizationMappingsResponse  # noqa: Y015
 
 @_typing.final
 class OrganizationMemberMapping(_message.Message):

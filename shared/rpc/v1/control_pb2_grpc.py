@@ -51,10 +51,10 @@ class ControlServiceStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.BulkReserveOrganizationSlugsRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.BulkReserveOrganizationSlugsResponse.FromString,
                 _registered_method=True)
-        self.UpsertOrganizationMapping = channel.unary_unary(
-                '/siloport.v1.ControlService/UpsertOrganizationMapping',
-                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.SerializeToString,
-                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.FromString,
+        self.UpsertOrganizationMappings = channel.unary_unary(
+                '/siloport.v1.ControlService/UpsertOrganizationMappings',
+                request_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingsRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingsResponse.FromString,
                 _registered_method=True)
         self.UpsertOrganizationMemberMappings = channel.unary_unary(
                 '/siloport.v1.ControlService/UpsertOrganizationMemberMappings',
@@ -103,8 +103,9 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpsertOrganizationMapping(self, request, context):
-        """Creates or updates the mapping of one organization (sent by a region's outbox).
+    def UpsertOrganizationMappings(self, request, context):
+        """Creates or updates organizations' mappings in one transaction (sent by a region's outbox); a
+        mapping whose slug no reservation of its region backs is not written and is listed as rejected.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,10 +159,10 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.BulkReserveOrganizationSlugsRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.BulkReserveOrganizationSlugsResponse.SerializeToString,
             ),
-            'UpsertOrganizationMapping': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpsertOrganizationMapping,
-                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.FromString,
-                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.SerializeToString,
+            'UpsertOrganizationMappings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertOrganizationMappings,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingsRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingsResponse.SerializeToString,
             ),
             'UpsertOrganizationMemberMappings': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertOrganizationMemberMappings,
@@ -276,7 +277,7 @@ class ControlService:
             _registered_method=True)
 
     @staticmethod
-    def UpsertOrganizationMapping(request,
+    def UpsertOrganizationMappings(request,
             target,
             options=(),
             channel_credentials=None,
@@ -289,9 +290,9 @@ class ControlService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/siloport.v1.ControlService/UpsertOrganizationMapping',
-            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingRequest.SerializeToString,
-            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingResponse.FromString,
+            '/siloport.v1.ControlService/UpsertOrganizationMappings',
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingsRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_control__pb2.UpsertOrganizationMappingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

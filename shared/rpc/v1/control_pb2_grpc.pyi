@@ -41,8 +41,10 @@ class ControlServiceStub:
     """
     BulkReserveOrganizationSlugs: _grpc.UnaryUnaryMultiCallable[_control_pb2.BulkReserveOrganizationSlugsRequest, _control_pb2.BulkReserveOrganizationSlugsResponse]
     """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
-    UpsertOrganizationMapping: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingRequest, _control_pb2.UpsertOrganizationMappingResponse]
-    """Creates or updates the mapping of one organization (sent by a region's outbox)."""
+    UpsertOrganizationMappings: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingsRequest, _control_pb2.UpsertOrganizationMappingsResponse]
+    """Creates or updates organizations' mappings in one transaction (sent by a region's outbox); a
+    mapping whose slug no reservation of its region backs is not written and is listed as rejected.
+    """
     UpsertOrganizationMemberMappings: _grpc.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingsRequest, _control_pb2.UpsertOrganizationMemberMappingsResponse]
     """Creates or updates the mappings of organization members, in order, in one transaction (sent by a
     region's outbox, one call for a run of consecutive member messages of a shard).
@@ -67,8 +69,10 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """
     BulkReserveOrganizationSlugs: _aio.UnaryUnaryMultiCallable[_control_pb2.BulkReserveOrganizationSlugsRequest, _control_pb2.BulkReserveOrganizationSlugsResponse]  # type: ignore[assignment]
     """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
-    UpsertOrganizationMapping: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingRequest, _control_pb2.UpsertOrganizationMappingResponse]  # type: ignore[assignment]
-    """Creates or updates the mapping of one organization (sent by a region's outbox)."""
+    UpsertOrganizationMappings: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMappingsRequest, _control_pb2.UpsertOrganizationMappingsResponse]  # type: ignore[assignment]
+    """Creates or updates organizations' mappings in one transaction (sent by a region's outbox); a
+    mapping whose slug no reservation of its region backs is not written and is listed as rejected.
+    """
     UpsertOrganizationMemberMappings: _aio.UnaryUnaryMultiCallable[_control_pb2.UpsertOrganizationMemberMappingsRequest, _control_pb2.UpsertOrganizationMemberMappingsResponse]  # type: ignore[assignment]
     """Creates or updates the mappings of organization members, in order, in one transaction (sent by a
     region's outbox, one call for a run of consecutive member messages of a shard).
@@ -110,12 +114,14 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         """Reserves globally unique slugs for the organizations of one import; replayable by import_id."""
 
     @_abc_1.abstractmethod
-    def UpsertOrganizationMapping(
+    def UpsertOrganizationMappings(
         self,
-        request: _control_pb2.UpsertOrganizationMappingRequest,
+        request: _control_pb2.UpsertOrganizationMappingsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_control_pb2.UpsertOrganizationMappingResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMappingResponse]]:
-        """Creates or updates the mapping of one organization (sent by a region's outbox)."""
+    ) -> _typing.Union[_control_pb2.UpsertOrganizationMappingsResponse, _abc.Awaitable[_control_pb2.UpsertOrganizationMappingsResponse]]:
+        """Creates or updates organizations' mappings in one transaction (sent by a region's outbox); a
+        mapping whose slug no reservation of its region backs is not written and is listed as rejected.
+        """
 
     @_abc_1.abstractmethod
     def UpsertOrganizationMemberMappings(

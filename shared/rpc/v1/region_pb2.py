@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shared.rpc.v1 import common_pb2 as shared_dot_rpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/region.proto\x12\x0bsiloport.v1\x1a\x1ashared/rpc/v1/common.proto\"\x80\x01\n,UpdateOrganizationSlugFromReservationRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\x03\x12\x11\n\timport_id\x18\x04 \x01(\t\"=\n-UpdateOrganizationSlugFromReservationResponse\x12\x0c\n\x04slug\x18\x01 \x01(\t\"s\n\x0fSlugReservation\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\x03\x12\x13\n\x0bregion_name\x18\x04 \x01(\t\x12\x18\n\x10reservation_type\x18\x05 \x01(\x05\"&\n$UpsertSlugReservationReplicaResponse\"=\n#DeleteSlugReservationReplicaRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\x03\"&\n$DeleteSlugReservationReplicaResponse2\xcf\x04\n\rRegionService\x12@\n\x04Ping\x12\x18.siloport.v1.PingRequest\x1a\x19.siloport.v1.PingResponse\"\x03\x90\x02\x01\x12\xa3\x01\n%UpdateOrganizationSlugFromReservation\x12\x39.siloport.v1.UpdateOrganizationSlugFromReservationRequest\x1a:.siloport.v1.UpdateOrganizationSlugFromReservationResponse\"\x03\x90\x02\x02\x12t\n\x1cUpsertSlugReservationReplica\x12\x1c.siloport.v1.SlugReservation\x1a\x31.siloport.v1.UpsertSlugReservationReplicaResponse\"\x03\x90\x02\x02\x12\x88\x01\n\x1c\x44\x65leteSlugReservationReplica\x12\x30.siloport.v1.DeleteSlugReservationReplicaRequest\x1a\x31.siloport.v1.DeleteSlugReservationReplicaResponse\"\x03\x90\x02\x02\x12U\n\x0b\x44rainOutbox\x12\x1f.siloport.v1.DrainOutboxRequest\x1a .siloport.v1.DrainOutboxResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/region.proto\x12\x0bsiloport.v1\x1a\x1ashared/rpc/v1/common.proto\"g\n\x13SlugFromReservation\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\x03\x12\x11\n\timport_id\x18\x04 \x01(\t\"c\n.UpdateOrganizationSlugsFromReservationsRequest\x12\x31\n\x07updates\x18\x01 \x03(\x0b\x32 .siloport.v1.SlugFromReservation\"Y\n\x10SlugUpdateResult\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\r\n\x05taken\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\"a\n/UpdateOrganizationSlugsFromReservationsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.siloport.v1.SlugUpdateResult\"s\n\x0fSlugReservation\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04slug\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\x03\x12\x13\n\x0bregion_name\x18\x04 \x01(\t\x12\x18\n\x10reservation_type\x18\x05 \x01(\x05\"Z\n$UpsertSlugReservationReplicasRequest\x12\x32\n\x0creservations\x18\x01 \x03(\x0b\x32\x1c.siloport.v1.SlugReservation\"\'\n%UpsertSlugReservationReplicasResponse\"?\n$DeleteSlugReservationReplicasRequest\x12\x17\n\x0freservation_ids\x18\x01 \x03(\x03\"\'\n%DeleteSlugReservationReplicasResponse2\xf0\x04\n\rRegionService\x12@\n\x04Ping\x12\x18.siloport.v1.PingRequest\x1a\x19.siloport.v1.PingResponse\"\x03\x90\x02\x01\x12\xa9\x01\n\'UpdateOrganizationSlugsFromReservations\x12;.siloport.v1.UpdateOrganizationSlugsFromReservationsRequest\x1a<.siloport.v1.UpdateOrganizationSlugsFromReservationsResponse\"\x03\x90\x02\x02\x12\x8b\x01\n\x1dUpsertSlugReservationReplicas\x12\x31.siloport.v1.UpsertSlugReservationReplicasRequest\x1a\x32.siloport.v1.UpsertSlugReservationReplicasResponse\"\x03\x90\x02\x02\x12\x8b\x01\n\x1d\x44\x65leteSlugReservationReplicas\x12\x31.siloport.v1.DeleteSlugReservationReplicasRequest\x1a\x32.siloport.v1.DeleteSlugReservationReplicasResponse\"\x03\x90\x02\x02\x12U\n\x0b\x44rainOutbox\x12\x1f.siloport.v1.DrainOutboxRequest\x1a .siloport.v1.DrainOutboxResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +34,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGIONSERVICE'].methods_by_name['Ping']._loaded_options = None
   _globals['_REGIONSERVICE'].methods_by_name['Ping']._serialized_options = b'\220\002\001'
-  _globals['_REGIONSERVICE'].methods_by_name['UpdateOrganizationSlugFromReservation']._loaded_options = None
-  _globals['_REGIONSERVICE'].methods_by_name['UpdateOrganizationSlugFromReservation']._serialized_options = b'\220\002\002'
-  _globals['_REGIONSERVICE'].methods_by_name['UpsertSlugReservationReplica']._loaded_options = None
-  _globals['_REGIONSERVICE'].methods_by_name['UpsertSlugReservationReplica']._serialized_options = b'\220\002\002'
-  _globals['_REGIONSERVICE'].methods_by_name['DeleteSlugReservationReplica']._loaded_options = None
-  _globals['_REGIONSERVICE'].methods_by_name['DeleteSlugReservationReplica']._serialized_options = b'\220\002\002'
+  _globals['_REGIONSERVICE'].methods_by_name['UpdateOrganizationSlugsFromReservations']._loaded_options = None
+  _globals['_REGIONSERVICE'].methods_by_name['UpdateOrganizationSlugsFromReservations']._serialized_options = b'\220\002\002'
+  _globals['_REGIONSERVICE'].methods_by_name['UpsertSlugReservationReplicas']._loaded_options = None
+  _globals['_REGIONSERVICE'].methods_by_name['UpsertSlugReservationReplicas']._serialized_options = b'\220\002\002'
+  _globals['_REGIONSERVICE'].methods_by_name['DeleteSlugReservationReplicas']._loaded_options = None
+  _globals['_REGIONSERVICE'].methods_by_name['DeleteSlugReservationReplicas']._serialized_options = b'\220\002\002'
   _globals['_REGIONSERVICE'].methods_by_name['DrainOutbox']._loaded_options = None
   _globals['_REGIONSERVICE'].methods_by_name['DrainOutbox']._serialized_options = b'\220\002\002'
-  _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONREQUEST']._serialized_start=72
-  _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONREQUEST']._serialized_end=200
-  _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONRESPONSE']._serialized_start=202
-  _globals['_UPDATEORGANIZATIONSLUGFROMRESERVATIONRESPONSE']._serialized_end=263
-  _globals['_SLUGRESERVATION']._serialized_start=265
-  _globals['_SLUGRESERVATION']._serialized_end=380
-  _globals['_UPSERTSLUGRESERVATIONREPLICARESPONSE']._serialized_start=382
-  _globals['_UPSERTSLUGRESERVATIONREPLICARESPONSE']._serialized_end=420
-  _globals['_DELETESLUGRESERVATIONREPLICAREQUEST']._serialized_start=422
-  _globals['_DELETESLUGRESERVATIONREPLICAREQUEST']._serialized_end=483
-  _globals['_DELETESLUGRESERVATIONREPLICARESPONSE']._serialized_start=485
-  _globals['_DELETESLUGRESERVATIONREPLICARESPONSE']._serialized_end=523
-  _globals['_REGIONSERVICE']._serialized_start=526
-  _globals['_REGIONSERVICE']._serialized_end=1117
+  _globals['_SLUGFROMRESERVATION']._serialized_start=71
+  _globals['_SLUGFROMRESERVATION']._serialized_end=174
+  _globals['_UPDATEORGANIZATIONSLUGSFROMRESERVATIONSREQUEST']._serialized_start=176
+  _globals['_UPDATEORGANIZATIONSLUGSFROMRESERVATIONSREQUEST']._serialized_end=275
+  _globals['_SLUGUPDATERESULT']._serialized_start=277
+  _globals['_SLUGUPDATERESULT']._serialized_end=366
+  _globals['_UPDATEORGANIZATIONSLUGSFROMRESERVATIONSRESPONSE']._serialized_start=368
+  _globals['_UPDATEORGANIZATIONSLUGSFROMRESERVATIONSRESPONSE']._serialized_end=465
+  _globals['_SLUGRESERVATION']._serialized_start=467
+  _globals['_SLUGRESERVATION']._serialized_end=582
+  _globals['_UPSERTSLUGRESERVATIONREPLICASREQUEST']._serialized_start=584
+  _globals['_UPSERTSLUGRESERVATIONREPLICASREQUEST']._serialized_end=674
+  _globals['_UPSERTSLUGRESERVATIONREPLICASRESPONSE']._serialized_start=676
+  _globals['_UPSERTSLUGRESERVATIONREPLICASRESPONSE']._serialized_end=715
+  _globals['_DELETESLUGRESERVATIONREPLICASREQUEST']._serialized_start=717
+  _globals['_DELETESLUGRESERVATIONREPLICASREQUEST']._serialized_end=780
+  _globals['_DELETESLUGRESERVATIONREPLICASRESPONSE']._serialized_start=782
+  _globals['_DELETESLUGRESERVATIONREPLICASRESPONSE']._serialized_end=821
+  _globals['_REGIONSERVICE']._serialized_start=824
+  _globals['_REGIONSERVICE']._serialized_end=1448
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,10 @@
 isort:skip_file
 The service each region silo serves; control calls it back."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,7 +19,7 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class UpdateOrganizationSlugFromReservationRequest(_message.Message):
+class SlugFromReservation(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
@@ -43,26 +45,76 @@ class UpdateOrganizationSlugFromReservationRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateOrganizationSlugFromReservationRequest: _TypeAlias = UpdateOrganizationSlugFromReservationRequest  # noqa: Y015
+Global___SlugFromReservation: _TypeAlias = SlugFromReservation  # noqa: Y015
 
 @_typing.final
-class UpdateOrganizationSlugFromReservationResponse(_message.Message):
+class UpdateOrganizationSlugsFromReservationsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    SLUG_FIELD_NUMBER: _builtins.int
-    slug: _builtins.str
+    UPDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlugFromReservation]: ...
     def __init__(
         self,
         *,
-        slug: _builtins.str = ...,
+        updates: _abc.Iterable[Global___SlugFromReservation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["slug", b"slug"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateOrganizationSlugFromReservationResponse: _TypeAlias = UpdateOrganizationSlugFromReservationResponse  # noqa: Y015
+Global___UpdateOrganizationSlugsFromReservationsRequest: _TypeAlias = UpdateOrganizationSlugsFromReservationsRequest  # noqa: Y015
+
+@_typing.final
+class SlugUpdateResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    SLUG_FIELD_NUMBER: _builtins.int
+    TAKEN_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.int
+    slug: _builtins.str
+    taken: _builtins.bool
+    """Another organization in this region holds the slug: nothing changed for this organization."""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.int = ...,
+        slug: _builtins.str = ...,
+        taken: _builtins.bool = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "organization_id", b"organization_id", "slug", b"slug", "taken", b"taken"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlugUpdateResult: _TypeAlias = SlugUpdateResult  # noqa: Y015
+
+@_typing.final
+class UpdateOrganizationSlugsFromReservationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlugUpdateResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SlugUpdateResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateOrganizationSlugsFromReservationsResponse: _TypeAlias = UpdateOrganizationSlugsFromReservationsResponse  # noqa: Y015
 
 @_typing.final
 class SlugReservation(_message.Message):
@@ -99,41 +151,27 @@ class SlugReservation(_message.Message):
 Global___SlugReservation: _TypeAlias = SlugReservation  # noqa: Y015
 
 @_typing.final
-class UpsertSlugReservationReplicaResponse(_message.Message):
+class UpsertSlugReservationReplicasRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpsertSlugReservationReplicaResponse: _TypeAlias = UpsertSlugReservationReplicaResponse  # noqa: Y015
-
-@_typing.final
-class DeleteSlugReservationReplicaRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    RESERVATION_ID_FIELD_NUMBER: _builtins.int
-    reservation_id: _builtins.int
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlugReservation]: ...
     def __init__(
         self,
         *,
-        reservation_id: _builtins.int = ...,
+        reservations: _abc.Iterable[Global___SlugReservation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_id", b"reservation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservations", b"reservations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteSlugReservationReplicaRequest: _TypeAlias = DeleteSlugReservationReplicaRequest  # noqa: Y015
+Global___UpsertSlugReservationReplicasRequest: _TypeAlias = UpsertSlugReservationReplicasRequest  # noqa: Y015
 
 @_typing.final
-class DeleteSlugReservationReplicaResponse(_message.Message):
+class UpsertSlugReservationReplicasResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -145,4 +183,39 @@ class DeleteSlugReservationReplicaResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteSlugReservationReplicaResponse: _TypeAlias = DeleteSlugReservationReplicaResponse  # noqa: Y015
+Global___UpsertSlugReservationReplicasResponse: _TypeAlias = UpsertSlugReservationReplicasResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSlugReservationReplicasRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        reservation_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_ids", b"reservation_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSlugReservationReplicasRequest: _TypeAlias = DeleteSlugReservationReplicasRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSlugReservationReplicasResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSlugReservationReplicasResponse: _TypeAlias = DeleteSlugReservationReplicasResponse  # noqa: Y015

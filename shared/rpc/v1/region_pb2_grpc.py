@@ -40,20 +40,20 @@ class RegionServiceStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_common__pb2.PingRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_common__pb2.PingResponse.FromString,
                 _registered_method=True)
-        self.UpdateOrganizationSlugFromReservation = channel.unary_unary(
-                '/siloport.v1.RegionService/UpdateOrganizationSlugFromReservation',
-                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationRequest.SerializeToString,
-                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationResponse.FromString,
+        self.UpdateOrganizationSlugsFromReservations = channel.unary_unary(
+                '/siloport.v1.RegionService/UpdateOrganizationSlugsFromReservations',
+                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugsFromReservationsRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugsFromReservationsResponse.FromString,
                 _registered_method=True)
-        self.UpsertSlugReservationReplica = channel.unary_unary(
-                '/siloport.v1.RegionService/UpsertSlugReservationReplica',
-                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.SlugReservation.SerializeToString,
-                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicaResponse.FromString,
+        self.UpsertSlugReservationReplicas = channel.unary_unary(
+                '/siloport.v1.RegionService/UpsertSlugReservationReplicas',
+                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicasRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicasResponse.FromString,
                 _registered_method=True)
-        self.DeleteSlugReservationReplica = channel.unary_unary(
-                '/siloport.v1.RegionService/DeleteSlugReservationReplica',
-                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaRequest.SerializeToString,
-                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaResponse.FromString,
+        self.DeleteSlugReservationReplicas = channel.unary_unary(
+                '/siloport.v1.RegionService/DeleteSlugReservationReplicas',
+                request_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicasRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicasResponse.FromString,
                 _registered_method=True)
         self.DrainOutbox = channel.unary_unary(
                 '/siloport.v1.RegionService/DrainOutbox',
@@ -72,22 +72,23 @@ class RegionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateOrganizationSlugFromReservation(self, request, context):
-        """Sets an organization's slug from its reservation in control.
+    def UpdateOrganizationSlugsFromReservations(self, request, context):
+        """Sets organizations' slugs from their reservations in control, in one transaction; an organization
+        whose slug another organization here holds is reported as taken (and left as it was).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpsertSlugReservationReplica(self, request, context):
-        """Creates or replaces the region's replica of a slug reservation.
+    def UpsertSlugReservationReplicas(self, request, context):
+        """Creates or replaces the region's replicas of slug reservations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DeleteSlugReservationReplica(self, request, context):
-        """Deletes the region's replica of a slug reservation.
+    def DeleteSlugReservationReplicas(self, request, context):
+        """Deletes the region's replicas of slug reservations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,20 +109,20 @@ def add_RegionServiceServicer_to_server(servicer, server):
                     request_deserializer=shared_dot_rpc_dot_v1_dot_common__pb2.PingRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_common__pb2.PingResponse.SerializeToString,
             ),
-            'UpdateOrganizationSlugFromReservation': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateOrganizationSlugFromReservation,
-                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationRequest.FromString,
-                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationResponse.SerializeToString,
+            'UpdateOrganizationSlugsFromReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrganizationSlugsFromReservations,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugsFromReservationsRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugsFromReservationsResponse.SerializeToString,
             ),
-            'UpsertSlugReservationReplica': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpsertSlugReservationReplica,
-                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.SlugReservation.FromString,
-                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicaResponse.SerializeToString,
+            'UpsertSlugReservationReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertSlugReservationReplicas,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicasRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicasResponse.SerializeToString,
             ),
-            'DeleteSlugReservationReplica': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteSlugReservationReplica,
-                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaRequest.FromString,
-                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaResponse.SerializeToString,
+            'DeleteSlugReservationReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSlugReservationReplicas,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicasRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicasResponse.SerializeToString,
             ),
             'DrainOutbox': grpc.unary_unary_rpc_method_handler(
                     servicer.DrainOutbox,
@@ -167,7 +168,7 @@ class RegionService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateOrganizationSlugFromReservation(request,
+    def UpdateOrganizationSlugsFromReservations(request,
             target,
             options=(),
             channel_credentials=None,
@@ -180,9 +181,9 @@ class RegionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/siloport.v1.RegionService/UpdateOrganizationSlugFromReservation',
-            shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationRequest.SerializeToString,
-            shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugFromReservationResponse.FromString,
+            '/siloport.v1.RegionService/UpdateOrganizationSlugsFromReservations',
+            shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugsFromReservationsRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_region__pb2.UpdateOrganizationSlugsFromReservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -194,7 +195,7 @@ class RegionService:
             _registered_method=True)
 
     @staticmethod
-    def UpsertSlugReservationReplica(request,
+    def UpsertSlugReservationReplicas(request,
             target,
             options=(),
             channel_credentials=None,
@@ -207,9 +208,9 @@ class RegionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/siloport.v1.RegionService/UpsertSlugReservationReplica',
-            shared_dot_rpc_dot_v1_dot_region__pb2.SlugReservation.SerializeToString,
-            shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicaResponse.FromString,
+            '/siloport.v1.RegionService/UpsertSlugReservationReplicas',
+            shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicasRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_region__pb2.UpsertSlugReservationReplicasResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -221,7 +222,7 @@ class RegionService:
             _registered_method=True)
 
     @staticmethod
-    def DeleteSlugReservationReplica(request,
+    def DeleteSlugReservationReplicas(request,
             target,
             options=(),
             channel_credentials=None,
@@ -234,9 +235,9 @@ class RegionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/siloport.v1.RegionService/DeleteSlugReservationReplica',
-            shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaRequest.SerializeToString,
-            shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicaResponse.FromString,
+            '/siloport.v1.RegionService/DeleteSlugReservationReplicas',
+            shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicasRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_region__pb2.DeleteSlugReservationReplicasResponse.FromString,
             options,
             channel_credentials,
             insecure,

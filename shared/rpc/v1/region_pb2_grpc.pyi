@@ -34,12 +34,14 @@ class RegionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> RegionServiceAsyncStub: ...
     Ping: _grpc.UnaryUnaryMultiCallable[_common_pb2.PingRequest, _common_pb2.PingResponse]
     """Round trip probe: when bounces > 0, the region asks control, which calls back."""
-    UpdateOrganizationSlugFromReservation: _grpc.UnaryUnaryMultiCallable[_region_pb2.UpdateOrganizationSlugFromReservationRequest, _region_pb2.UpdateOrganizationSlugFromReservationResponse]
-    """Sets an organization's slug from its reservation in control."""
-    UpsertSlugReservationReplica: _grpc.UnaryUnaryMultiCallable[_region_pb2.SlugReservation, _region_pb2.UpsertSlugReservationReplicaResponse]
-    """Creates or replaces the region's replica of a slug reservation."""
-    DeleteSlugReservationReplica: _grpc.UnaryUnaryMultiCallable[_region_pb2.DeleteSlugReservationReplicaRequest, _region_pb2.DeleteSlugReservationReplicaResponse]
-    """Deletes the region's replica of a slug reservation."""
+    UpdateOrganizationSlugsFromReservations: _grpc.UnaryUnaryMultiCallable[_region_pb2.UpdateOrganizationSlugsFromReservationsRequest, _region_pb2.UpdateOrganizationSlugsFromReservationsResponse]
+    """Sets organizations' slugs from their reservations in control, in one transaction; an organization
+    whose slug another organization here holds is reported as taken (and left as it was).
+    """
+    UpsertSlugReservationReplicas: _grpc.UnaryUnaryMultiCallable[_region_pb2.UpsertSlugReservationReplicasRequest, _region_pb2.UpsertSlugReservationReplicasResponse]
+    """Creates or replaces the region's replicas of slug reservations."""
+    DeleteSlugReservationReplicas: _grpc.UnaryUnaryMultiCallable[_region_pb2.DeleteSlugReservationReplicasRequest, _region_pb2.DeleteSlugReservationReplicasResponse]
+    """Deletes the region's replicas of slug reservations."""
     DrainOutbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]
     """Drains region outbox shards now."""
 
@@ -48,12 +50,14 @@ class RegionServiceAsyncStub(RegionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Ping: _aio.UnaryUnaryMultiCallable[_common_pb2.PingRequest, _common_pb2.PingResponse]  # type: ignore[assignment]
     """Round trip probe: when bounces > 0, the region asks control, which calls back."""
-    UpdateOrganizationSlugFromReservation: _aio.UnaryUnaryMultiCallable[_region_pb2.UpdateOrganizationSlugFromReservationRequest, _region_pb2.UpdateOrganizationSlugFromReservationResponse]  # type: ignore[assignment]
-    """Sets an organization's slug from its reservation in control."""
-    UpsertSlugReservationReplica: _aio.UnaryUnaryMultiCallable[_region_pb2.SlugReservation, _region_pb2.UpsertSlugReservationReplicaResponse]  # type: ignore[assignment]
-    """Creates or replaces the region's replica of a slug reservation."""
-    DeleteSlugReservationReplica: _aio.UnaryUnaryMultiCallable[_region_pb2.DeleteSlugReservationReplicaRequest, _region_pb2.DeleteSlugReservationReplicaResponse]  # type: ignore[assignment]
-    """Deletes the region's replica of a slug reservation."""
+    UpdateOrganizationSlugsFromReservations: _aio.UnaryUnaryMultiCallable[_region_pb2.UpdateOrganizationSlugsFromReservationsRequest, _region_pb2.UpdateOrganizationSlugsFromReservationsResponse]  # type: ignore[assignment]
+    """Sets organizations' slugs from their reservations in control, in one transaction; an organization
+    whose slug another organization here holds is reported as taken (and left as it was).
+    """
+    UpsertSlugReservationReplicas: _aio.UnaryUnaryMultiCallable[_region_pb2.UpsertSlugReservationReplicasRequest, _region_pb2.UpsertSlugReservationReplicasResponse]  # type: ignore[assignment]
+    """Creates or replaces the region's replicas of slug reservations."""
+    DeleteSlugReservationReplicas: _aio.UnaryUnaryMultiCallable[_region_pb2.DeleteSlugReservationReplicasRequest, _region_pb2.DeleteSlugReservationReplicasResponse]  # type: ignore[assignment]
+    """Deletes the region's replicas of slug reservations."""
     DrainOutbox: _aio.UnaryUnaryMultiCallable[_common_pb2.DrainOutboxRequest, _common_pb2.DrainOutboxResponse]  # type: ignore[assignment]
     """Drains region outbox shards now."""
 
@@ -67,28 +71,30 @@ class RegionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Round trip probe: when bounces > 0, the region asks control, which calls back."""
 
     @_abc_1.abstractmethod
-    def UpdateOrganizationSlugFromReservation(
+    def UpdateOrganizationSlugsFromReservations(
         self,
-        request: _region_pb2.UpdateOrganizationSlugFromReservationRequest,
+        request: _region_pb2.UpdateOrganizationSlugsFromReservationsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_region_pb2.UpdateOrganizationSlugFromReservationResponse, _abc.Awaitable[_region_pb2.UpdateOrganizationSlugFromReservationResponse]]:
-        """Sets an organization's slug from its reservation in control."""
+    ) -> _typing.Union[_region_pb2.UpdateOrganizationSlugsFromReservationsResponse, _abc.Awaitable[_region_pb2.UpdateOrganizationSlugsFromReservationsResponse]]:
+        """Sets organizations' slugs from their reservations in control, in one transaction; an organization
+        whose slug another organization here holds is reported as taken (and left as it was).
+        """
 
     @_abc_1.abstractmethod
-    def UpsertSlugReservationReplica(
+    def UpsertSlugReservationReplicas(
         self,
-        request: _region_pb2.SlugReservation,
+        request: _region_pb2.UpsertSlugReservationReplicasRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_region_pb2.UpsertSlugReservationReplicaResponse, _abc.Awaitable[_region_pb2.UpsertSlugReservationReplicaResponse]]:
-        """Creates or replaces the region's replica of a slug reservation."""
+    ) -> _typing.Union[_region_pb2.UpsertSlugReservationReplicasResponse, _abc.Awaitable[_region_pb2.UpsertSlugReservationReplicasResponse]]:
+        """Creates or replaces the region's replicas of slug reservations."""
 
     @_abc_1.abstractmethod
-    def DeleteSlugReservationReplica(
+    def DeleteSlugReservationReplicas(
         self,
-        request: _region_pb2.DeleteSlugReservationReplicaRequest,
+        request: _region_pb2.DeleteSlugReservationReplicasRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_region_pb2.DeleteSlugReservationReplicaResponse, _abc.Awaitable[_region_pb2.DeleteSlugReservationReplicaResponse]]:
-        """Deletes the region's replica of a slug reservation."""
+    ) -> _typing.Union[_region_pb2.DeleteSlugReservationReplicasResponse, _abc.Awaitable[_region_pb2.DeleteSlugReservationReplicasResponse]]:
+        """Deletes the region's replicas of slug reservations."""
 
     @_abc_1.abstractmethod
     def DrainOutbox(

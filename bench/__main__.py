@@ -1,0 +1,370 @@
+"""``python -m bench``: import generated exports end to end and compare with PostgreSQL's own COPY.
+
+For each size it generates (or reuses) an export, then for each mode creates two fresh PostgreSQL
+databases, starts control and a region as real processes, runs ``siloport import organizations`` as a
+third process and prints: wall time and instances per second, per model rates, peak memory of each
+process, RPCs served by each silo, and the time PostgreSQL's ``COPY`` takes to load the same rows into
+empty copies of the same tables (indexes included), with the ratio import time / COPY time.
+
+Modes: ``siloport`` (the normal import), ``no-bookkeeping`` (the same without the batch records that
+make an import resumable: their cost is the difference), ``per-row`` (one INSERT per instance and one
+control RPC per 20 instances, as an ORM-based import does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import Table
+
+from bench.generate import SIZED_SHAPE, per_organization, sized, write_export
+from control.db.models import RELOCATION_TABLES as CONTROL_TABLES
+from region.db.models import RELOCATION_TABLES as REGION_TABLES
+from shared.launcher import SiloProcess, free_port
+
+MODES = {
+    "siloport": [],
+    "no-bookkeeping": ["--bench-no-bookkeeping"],
+    "per-row": ["--bench-row-by-row", "--batch-size", "20"],
+}
+PROGRESS = re.compile(r"^\s+(\S+)\s+([\d,]+)/([\d,]+)\s+\d+%\s+([\d,]+)/s\s*$")
+SERVED = re.compile(r"stopped; served (\d+) call\(s\): (\{.*\})")
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    sizes: tuple[int, ...]
+    modes: tuple[str, ...]
+    admin_url: str
+    workdir: Path
+    batch_size: int
+    keep_databases: bool
+    json_path: Path | None = None
+
+
+@dataclass
+class Figures:
+    size: int
+    mode: str
+    instances: int = 0
+    wall_s: float = 0.0
+    #: model -> (instances, seconds), from the importer's progress lines
+    per_model: dict[str, tuple[int, float]] = field(default_factory=dict)
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    rpcs: dict[str, dict[str, int]] = field(default_factory=dict)
+    copy_s: float = 0.0
+    copy_rows: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.instances / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.wall_s / self.copy_s if self.copy_s else 0.0
+
+
+class BenchError(Exception):
+    pass
+
+
+def export_for(size: int, workdir: Path) -> Path:
+    path = workdir / f"export-{size}.json"
+    if not path.exists():
+        started = time.monotonic()
+        partial = path.with_suffix(".partial")
+        write_export(partial, sized(size))
+        partial.rename(path)
+        print(f"generated {path} in {time.monotonic() - started:.1f} s", flush=True)
+    return path
+
+
+def _sqlalchemy_url(admin_url: str, database: str) -> str:
+    base = admin_url.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{database}"
+
+
+def _libpq_url(admin_url: str, database: str) -> str:
+    return f"{admin_url.rsplit('/', 1)[0]}/{database}"
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / MiB
+    return 0.0
+
+
+def _served(log: Path) -> dict[str, int]:
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        found = SERVED.search(line)
+        if found:
+            calls: dict[str, int] = json.loads(found.group(2))
+            return calls
+    return {}
+
+
+def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Figures:
+    tag = uuid.uuid4().hex[:10]
+    names = {"control": f"bench_control_{tag}", "region": f"bench_region_{tag}"}
+    logs = options.workdir / f"logs-{size}-{mode}"
+    logs.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(16)
+    figures = Figures(size, mode)
+    with psycopg.connect(options.admin_url, autocommit=True) as admin:
+        for name in names.values():
+            admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        urls = {silo: _sqlalchemy_url(options.admin_url, name) for silo, name in names.items()}
+        region_port = free_port()
+        common = ["--rpc-secrets", secret, "--grace", "10"]
+        control = SiloProcess.start(
+            "control",
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                urls["control"],
+                "--region-addresses",
+                f"bench=127.0.0.1:{region_port}",
+                *common,
+            ],
+            log_path=logs / "control.log",
+        )
+        region = SiloProcess.start(
+            "region",
+            [
+                "--listen",
+                f"127.0.0.1:{region_port}",
+                "--db",
+                urls["region"],
+                "--name",
+                "bench",
+                "--control-address",
+                control.address,
+                *common,
+            ],
+            log_path=logs / "region.log",
+        )
+        try:
+            control.wait_healthy()
+            region.wait_healthy()
+            figures.wall_s, figures.peak_rss_mib["importer"], stderr = _import(
+                export,
+                region_url=urls["region"],
+                control_address=control.address,
+                secret=secret,
+                mode=mode,
+                options=options,
+                logs=logs,
+            )
+            figures.peak_rss_mib["control"] = _peak_rss_mib(control.process.pid)
+            figures.peak_rss_mib["region"] = _peak_rss_mib(region.process.pid)
+        finally:
+            region.stop()
+            control.stop()
+        figures.rpcs = {"control": _served(logs / "control.log"), "region": _served(logs / "region.log")}
+        for line in stderr.splitlines():
+            found = PROGRESS.match(line)
+            if found:
+                done, rate = int(found.group(2).replace(",", "")), int(found.group(4).replace(",", ""))
+                figures.per_model[found.group(1)] = (done, done / rate if rate else 0.0)
+        figures.instances = sum(done for done, _seconds in figures.per_model.values())
+        for silo, tables in (("control", CONTROL_TABLES), ("region", REGION_TABLES)):
+            seconds, rows = copy_reference(_libpq_url(options.admin_url, names[silo]), tables.values())
+            figures.copy_s += seconds
+            figures.copy_rows += rows
+    finally:
+        if not options.keep_databases:
+            with psycopg.connect(options.admin_url, autocommit=True) as admin:
+                for name in names.values():
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return figures
+
+
+def _import(
+    export: Path,
+    *,
+    region_url: str,
+    control_address: str,
+    secret: str,
+    mode: str,
+    options: BenchOptions,
+    logs: Path,
+) -> tuple[float, float, str]:
+    """Run the importer; its wall time, its peak RSS (from the kernel's accounting) and its stderr."""
+    args = [
+        str(Path(sys.executable).with_name("siloport")),
+        "import", "organizations", str(export), "--no-prompt",
+        "--control-address", control_address, "--name", "bench", "--db", region_url,
+        "--batch-size", str(options.batch_size),
+        *MODES[mode],
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SILOPORT_")}
+    env["SILOPORT_RPC_SECRETS"] = secret
+    out_path, err_path = logs / "import.out", logs / "import.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        started = time.monotonic()
+        process = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = err_path.read_text()
+    if process.returncode != 0:
+        raise BenchError(f"the import failed with exit code {process.returncode}:\n{stderr[-2000:]}")
+    return wall, usage.ru_maxrss * 1024 / MiB, stderr
+
+
+def copy_reference(libpq_url: str, tables: Iterable[Table]) -> tuple[float, int]:
+    """COPY every non-empty table's rows out, then time COPY of them into an empty copy of the table
+    (same columns, indexes and constraints). Returns (seconds, rows)."""
+    total, rows = 0.0, 0
+    with psycopg.connect(libpq_url, autocommit=True) as connection:
+        for table in tables:
+            name = table.name
+            count = connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+            if not count or not count[0]:
+                continue
+            data = bytearray()
+            with connection.cursor().copy(f'COPY "{name}" TO STDOUT') as copy:
+                for chunk in copy:
+                    data += chunk
+            target = f"bench_copy_{name}"[:63]
+            connection.execute(f'DROP TABLE IF EXISTS "{target}"')
+            connection.execute(f'CREATE TABLE "{target}" (LIKE "{name}" INCLUDING ALL)')
+            started = time.monotonic()
+            with connection.transaction(), connection.cursor().copy(f'COPY "{target}" FROM STDIN') as copy:
+                copy.write(bytes(data))
+            total += time.monotonic() - started
+            rows += int(count[0])
+            connection.execute(f'DROP TABLE "{target}"')
+    return total, rows
+
+
+def report(figures: Figures) -> None:
+    orgs = max(1, round(figures.size / per_organization(**SIZED_SHAPE)))
+    print(f"\n== {figures.instances:,} instances ({orgs:,} organizations) · mode {figures.mode}")
+    print(f"   wall {figures.wall_s:.1f} s · {figures.rate:,.0f} instances/s")
+    print(
+        f"   COPY of the same {figures.copy_rows:,} rows: {figures.copy_s:.2f} s · "
+        f"import / COPY = {figures.ratio:.1f}x"
+    )
+    print("   peak RSS: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in figures.peak_rss_mib.items()))
+    for silo, calls in figures.rpcs.items():
+        listed = ", ".join(f"{m} {n:,}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1]))
+        print(f"   RPCs served by {silo}: {sum(calls.values()):,} ({listed})")
+    print(f"   {'model':<32} {'instances':>10} {'seconds':>8} {'per s':>9}")
+    for model, (done, seconds) in figures.per_model.items():
+        rate = done / seconds if seconds else 0.0
+        print(f"   {model:<32} {done:>10,} {seconds:>8.2f} {rate:>9,.0f}")
+    print(
+        "   (a model's seconds run from the end of the previous model's last batch; the last line "
+        "includes the global slug step)",
+        flush=True,
+    )
+
+
+def summary(results: list[Figures]) -> None:
+    print("\n== summary")
+    print(f"   {'instances':>10} {'mode':<15} {'wall s':>8} {'inst/s':>8} {'COPY s':>7} {'ratio':>6} "
+          f"{'importer MiB':>12} {'RPCs':>7}")  # fmt: skip
+    for f in results:
+        rpcs = sum(sum(c.values()) for c in f.rpcs.values())
+        print(
+            f"   {f.instances:>10,} {f.mode:<15} {f.wall_s:>8.1f} {f.rate:>8,.0f} {f.copy_s:>7.2f} "
+            f"{f.ratio:>5.1f}x {f.peak_rss_mib.get('importer', 0):>12.0f} {rpcs:>7,}"
+        )
+    by = {(f.size, f.mode): f for f in results}
+    for size in sorted({f.size for f in results}):
+        normal, bare, per_row = (
+            by.get((size, "siloport")),
+            by.get((size, "no-bookkeeping")),
+            by.get((size, "per-row")),
+        )
+        if normal and bare and bare.wall_s:
+            cost = 100 * (normal.wall_s - bare.wall_s) / bare.wall_s
+            print(f"   {size:,}: resumable bookkeeping costs {cost:+.1f}% of the import without it")
+        if normal and per_row and normal.wall_s:
+            print(f"   {size:,}: per-row baseline takes {per_row.wall_s / normal.wall_s:.1f}x as long")
+
+
+def parse_args(argv: Sequence[str] | None) -> BenchOptions:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="needs PostgreSQL (the admin URL's role must be able to create databases)",
+    )
+    parser.add_argument(
+        "--instances",
+        default="100000",
+        help="export sizes, comma separated (default %(default)s; e.g. 100000,300000,1000000)",
+    )
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma separated, from {', '.join(MODES)} (default: all)",
+    )
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("SILOPORT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="admin URL of the PostgreSQL server (env SILOPORT_BENCH_PG; default %(default)s)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(".bench"), help="exports and logs (default .bench)"
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="the import's batch size")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases")
+    args = parser.parse_args(argv)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s): {', '.join(unknown)}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    options = BenchOptions(
+        sizes=tuple(int(s.replace("_", "")) for s in args.instances.split(",") if s),
+        modes=modes,
+        admin_url=args.pg,
+        workdir=args.workdir.resolve(),
+        batch_size=args.batch_size,
+        keep_databases=args.keep_databases,
+        json_path=args.json,
+    )
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    results: list[Figures] = []
+    try:
+        for size in options.sizes:
+            export = export_for(size, options.workdir)
+            for mode in options.modes:
+                figures = run_import(export, size, mode, options)
+                report(figures)
+                results.append(figures)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    summary(results)
+    if options.json_path is not None:
+        options.json_path.write_text(json.dumps([asdict(f) for f in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
