@@ -25,7 +25,7 @@ from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationS
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
-from shared.db.unit_of_work import UnitOfWork
+from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,24 +121,48 @@ class SlugService:
     def _hold(
         self, work: UnitOfWork, import_id: str, region_name: str, wanted: Mapping[int, str]
     ) -> list[int]:
+        """Hold a temporary alias for each organization that needs a new slug; reservations and the
+        holders of the slugs asked for are read in bulk, the aliases written with one flush."""
         session = work.session
-        answered = set(
-            session.scalars(
-                select(SlugRequest.organization_id).where(
-                    SlugRequest.import_id == import_id,
-                    SlugRequest.region_name == region_name,
-                    SlugRequest.organization_id.in_(list(wanted)),
+        organization_ids = sorted(wanted)
+        answered: set[int] = set()
+        held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
+        for start in range(0, len(organization_ids), 500):
+            chunk = organization_ids[start : start + 500]
+            answered.update(
+                session.scalars(
+                    select(SlugRequest.organization_id).where(
+                        SlugRequest.import_id == import_id,
+                        SlugRequest.region_name == region_name,
+                        SlugRequest.organization_id.in_(chunk),
+                    )
                 )
             )
-        )
-        pending = []
-        for organization_id, slug in sorted(wanted.items()):
+            for reservation in session.scalars(
+                select(OrganizationSlugReservation).where(
+                    OrganizationSlugReservation.region_name == region_name,
+                    OrganizationSlugReservation.organization_id.in_(chunk),
+                )
+            ):
+                held[(reservation.organization_id, ReservationType(reservation.reservation_type))] = (
+                    reservation
+                )
+        bases = sorted({slugify(slug, SLUG_LENGTH) for slug in wanted.values()})
+        holders: dict[str, OrganizationSlugReservation | None] = dict.fromkeys(bases)
+        for start in range(0, len(bases), 500):
+            for reservation in session.scalars(
+                select(OrganizationSlugReservation).where(
+                    OrganizationSlugReservation.slug.in_(bases[start : start + 500])
+                )
+            ):
+                holders[reservation.slug] = reservation
+        pending: list[int] = []
+        aliases: list[OrganizationSlugReservation] = []
+        for organization_id in organization_ids:
             if organization_id in answered:
                 continue
             pending.append(organization_id)
-            alias = self._reservation(
-                session, region_name, organization_id, ReservationType.TEMPORARY_RENAME_ALIAS
-            )
+            alias = held.get((organization_id, ReservationType.TEMPORARY_RENAME_ALIAS))
             if alias is not None:
                 if alias.import_id != import_id:
                     raise AliasHeld(
@@ -146,8 +170,15 @@ class SlugService:
                         "finish or retry that import first"
                     )
                 continue  # our own alias from an interrupted call: the drain below finishes it
-            chosen = self._free_slug(session, import_id, region_name, organization_id, slug)
-            primary = self._reservation(session, region_name, organization_id, ReservationType.PRIMARY)
+            chosen = self._free_slug(
+                session,
+                holders,
+                import_id=import_id,
+                region_name=region_name,
+                organization_id=organization_id,
+                wanted=wanted[organization_id],
+            )
+            primary = held.get((organization_id, ReservationType.PRIMARY))
             if primary is not None and primary.slug == chosen:
                 # Already holds what this import would give it (asked for, or a rename finished by the
                 # background drainer after an answer was lost): nothing to rename.
@@ -159,28 +190,46 @@ class SlugService:
                 reservation_type=ReservationType.TEMPORARY_RENAME_ALIAS,
                 import_id=import_id,
             )
-            session.add(alias)
-            session.flush()
-            work.enqueue(
-                shard_of(region_name, organization_id),
-                OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
-                alias.id,
-            )
+            holders[chosen] = alias  # taken for the organizations after this one
+            aliases.append(alias)
+        session.add_all(aliases)
+        session.flush()
+        work.enqueue_many(
+            [
+                (
+                    shard_of(region_name, alias.organization_id),
+                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                    alias.id,
+                    None,
+                )
+                for alias in aliases
+            ]
+        )
         return pending
 
     def _free_slug(
-        self, session: Session, import_id: str, region_name: str, organization_id: int, wanted: str
+        self,
+        session: Session,
+        holders: dict[str, OrganizationSlugReservation | None],
+        *,
+        import_id: str,
+        region_name: str,
+        organization_id: int,
+        wanted: str,
     ) -> str:
-        """The first of this import's candidates for the organization that is free or already its own."""
+        """The first of this import's candidates for the organization that is free or already its own
+        (``holders`` caches who holds which slug)."""
         base = slugify(wanted, SLUG_LENGTH)
         candidates = [] if needs_suffix("sentry.organization", base) else [base]
         candidates += suffixed_candidates(
             base or "org", SLUG_LENGTH, suffix_rng(import_id, "slug", organization_id)
         )
         for candidate in candidates:
-            holder = session.scalar(
-                select(OrganizationSlugReservation).where(OrganizationSlugReservation.slug == candidate)
-            )
+            if candidate not in holders:
+                holders[candidate] = session.scalar(
+                    select(OrganizationSlugReservation).where(OrganizationSlugReservation.slug == candidate)
+                )
+            holder = holders[candidate]
             if holder is None or (
                 holder.organization_id == organization_id
                 and holder.region_name == region_name
@@ -189,35 +238,43 @@ class SlugService:
                 return candidate
         return candidates[-1]  # all taken: the unique index refuses it and the transaction is retried
 
-    def _reservation(
-        self, session: Session, region_name: str, organization_id: int, kind: ReservationType
-    ) -> OrganizationSlugReservation | None:
-        return session.scalar(
-            select(OrganizationSlugReservation).where(
-                OrganizationSlugReservation.region_name == region_name,
-                OrganizationSlugReservation.organization_id == organization_id,
-                OrganizationSlugReservation.reservation_type == kind,
-            )
-        )
-
     def _answer(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        """Each organization's final slug, recorded against the import (read in bulk)."""
         final: dict[int, str] = {}
+        organization_ids = sorted(wanted)
         with Session(self._engine) as session, session.begin():
-            for organization_id, slug in sorted(wanted.items()):
+            recorded: dict[int, str] = {}
+            held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
+            for start in range(0, len(organization_ids), 500):
+                chunk = organization_ids[start : start + 500]
+                for organization_id, slug in session.execute(
+                    select(SlugRequest.organization_id, SlugRequest.final).where(
+                        SlugRequest.import_id == import_id,
+                        SlugRequest.region_name == region_name,
+                        SlugRequest.organization_id.in_(chunk),
+                    )
+                ):
+                    recorded[organization_id] = slug
+                for reservation in session.scalars(
+                    select(OrganizationSlugReservation).where(
+                        OrganizationSlugReservation.region_name == region_name,
+                        OrganizationSlugReservation.organization_id.in_(chunk),
+                    )
+                ):
+                    kind = ReservationType(reservation.reservation_type)
+                    held[(reservation.organization_id, kind)] = reservation
+            for organization_id in organization_ids:
                 failure = self._failures.pop((region_name, organization_id), None)
                 if failure is not None:
                     raise failure
-                recorded = session.get(SlugRequest, (import_id, region_name, organization_id))
-                if recorded is not None:
-                    final[organization_id] = recorded.final
+                if organization_id in recorded:
+                    final[organization_id] = recorded[organization_id]
                     continue
-                if self._reservation(
-                    session, region_name, organization_id, ReservationType.TEMPORARY_RENAME_ALIAS
-                ):
+                if (organization_id, ReservationType.TEMPORARY_RENAME_ALIAS) in held:
                     raise SwapIncomplete(
                         f"the rename of organization {organization_id} is still in progress; call again"
                     )
-                primary = self._reservation(session, region_name, organization_id, ReservationType.PRIMARY)
+                primary = held.get((organization_id, ReservationType.PRIMARY))
                 if primary is None:
                     raise SwapIncomplete(f"organization {organization_id} has no slug yet; call again")
                 session.add(
@@ -225,7 +282,7 @@ class SlugService:
                         import_id=import_id,
                         organization_id=organization_id,
                         region_name=region_name,
-                        wanted=slug,
+                        wanted=wanted[organization_id],
                         final=primary.slug,
                     )
                 )
@@ -276,21 +333,47 @@ class SlugService:
         by the drain this runs in."""
         with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
             session = work.session
+            ids = [alias.id for alias in aliases]
+            still_held = {
+                r.id: r
+                for r in session.scalars(
+                    select(OrganizationSlugReservation).where(OrganizationSlugReservation.id.in_(ids))
+                )
+            }
+            primaries = {
+                (r.region_name, r.organization_id): r
+                for r in session.scalars(
+                    select(OrganizationSlugReservation).where(
+                        OrganizationSlugReservation.organization_id.in_(
+                            [alias.organization_id for alias in aliases]
+                        ),
+                        OrganizationSlugReservation.reservation_type == ReservationType.PRIMARY,
+                    )
+                )
+            }
+            outgoing: list[Outgoing] = []
             for alias in aliases:
-                shard = shard_of(alias.region_name, alias.organization_id)
-                held = session.get(OrganizationSlugReservation, alias.id)
+                held = still_held.get(alias.id)
                 if held is not None:
                     session.delete(held)
-                    work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, alias.id)
+                    outgoing.append(
+                        (
+                            shard_of(alias.region_name, alias.organization_id),
+                            OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                            alias.id,
+                            None,
+                        )
+                    )
+            session.flush()  # the aliases' slugs are free for the PRIMARY reservations below
+            taking: list[tuple[OrganizationSlugReservation, OrganizationSlugReservation]] = []
+            for alias in aliases:
                 refusal = refusals.get(alias.organization_id, "the region did not answer for it")
                 if refusal is not None:
                     self._failures[(alias.region_name, alias.organization_id)] = SlugTaken(
                         alias.organization_id, alias.slug, refusal
                     )
                     continue
-                primary = self._reservation(
-                    session, alias.region_name, alias.organization_id, ReservationType.PRIMARY
-                )
+                primary = primaries.get((alias.region_name, alias.organization_id))
                 if primary is None:
                     primary = OrganizationSlugReservation(
                         slug=alias.slug,
@@ -301,9 +384,18 @@ class SlugService:
                     session.add(primary)
                 else:
                     primary.slug = alias.slug
-                    primary.region_name = alias.region_name
-                session.flush()
-                work.enqueue(shard, OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE, primary.id)
+                taking.append((alias, primary))
+            session.flush()
+            outgoing.extend(
+                (
+                    shard_of(alias.region_name, alias.organization_id),
+                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                    primary.id,
+                    None,
+                )
+                for alias, primary in taking
+            )
+            work.enqueue_many(outgoing)
             work.commit(drain=False)
 
     def drain_due(self) -> int:

@@ -102,6 +102,8 @@ class ImportEngine:
         self._pkmap = PrimaryKeyMap()
         self._reported: set[str] = set()
         self._org_slugs: dict[int, str] = {}
+        #: Export pk -> ordinal of each organization (for findings about its final slug).
+        self._org_ordinals: dict[int, int] = {}
 
     def run(self, scan: Scan) -> ImportSummary:
         resumed = self._ledger.begin(self.options, scan.digest)
@@ -149,7 +151,20 @@ class ImportEngine:
         )
         for old, new in imported:
             kind = self._pkmap.kind(ORGANIZATION, old) or ImportKind.INSERTED
-            self._pkmap.insert(ORGANIZATION, old, new, kind, final.get(new))
+            asked = self._pkmap.value(ORGANIZATION, old) or ""
+            slug = final.get(new)
+            if slug is not None and slug != asked:
+                self._findings.add(
+                    Finding(
+                        "renamed",
+                        ORGANIZATION,
+                        self._org_ordinals.get(old, 0),
+                        old,
+                        new,
+                        f"slug {asked!r} is held by an organization in another region; imported as {slug!r}",
+                    )
+                )
+            self._pkmap.insert(ORGANIZATION, old, new, kind, slug)
 
     # ---- batching -----------------------------------------------------------------------------------
 
@@ -199,6 +214,7 @@ class ImportEngine:
             where[record.pk] = record
             if spec.name == ORGANIZATION:
                 self._org_slugs[record.pk] = str(record.fields.get("slug") or "")
+                self._org_ordinals[record.pk] = ordinal
             row, findings = preparer.prepare(spec, record, ordinal)
             for finding in findings:
                 self._findings.add(finding)

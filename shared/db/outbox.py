@@ -252,9 +252,18 @@ class Outbox:
         return result
 
     def drain_due(self, handler: Handler, *, limit: int = 100) -> int:
-        """Drain every due shard once; a failing or busy shard is left for later. Returns messages done."""
+        """Drain every due shard once, many shards per call; a busy shard is left for later. When a run
+        fails, the shards are drained one by one, so that only the shard with the failing message backs
+        off. Returns messages done."""
+        due = self.due_shards(limit)
+        if not due:
+            return 0
+        try:
+            return self.drain_committed(self.last_id(due), handler, raise_errors=True, back_off=False)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing shard below
+            _LOGGER.info("outbox: a run over %d shards failed (%s); draining them one by one", len(due), exc)
         done = 0
-        for shard in self.due_shards(limit):
+        for shard in due:
             try:
                 done += self.drain_shard(shard, handler, respect_schedule=True)
             except ShardBusy:
@@ -285,6 +294,7 @@ class Outbox:
         budget_s: float | None = None,
         respect_schedule: bool = True,
         raise_errors: bool = False,
+        back_off: bool = True,
     ) -> int:
         """Deliver what a committed transaction wrote: each shard up to the message id it had at commit,
         many shards at once. Shards are claimed together in one transaction; their runs are interleaved
@@ -306,7 +316,7 @@ class Outbox:
                     handler([group[-1] for group in run])
                 except Exception as exc:
                     _LOGGER.warning("outbox: delivery after commit failed (%s); the shards back off", exc)
-                    for shard in {group[0].shard for group in order[start:]}:
+                    for shard in {group[0].shard for group in order[start:]} if back_off else ():
                         self._back_off(shard)
                     if raise_errors:
                         raise

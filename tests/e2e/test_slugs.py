@@ -3,6 +3,7 @@ replicas and outboxes, with one control silo and two regions as real processes."
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -126,12 +127,23 @@ def assert_everything_agrees(world: World) -> None:
 
 
 def test_colliding_slugs_in_the_same_and_another_region_all_end_unique(world: World) -> None:
-    for name in ("eu", "eu", "us"):
+    for name in ("eu", "eu"):
         result = world.import_into(name)
         assert result.returncode == 0, result.stderr
+    findings_path = world.workdir / "us-findings.json"
+    result = world.import_into("us", "--findings-file", str(findings_path))
+    assert result.returncode == 0, result.stderr
     eu, us = organizations(world.region_dbs["eu"]), organizations(world.region_dbs["us"])
     assert {"acme", "globex", "initech"} <= set(eu.values())
     assert all(slug.split("-")[0] in ("acme", "globex", "initech") and "-" in slug for slug in us.values())
+    # Each global rename is a finding (so that compare can explain it).
+    renamed = {
+        f["new_pk"]: f["reason"]
+        for f in json.loads(findings_path.read_text())
+        if f["kind"] == "renamed" and f["model"] == "sentry.organization"
+    }
+    assert set(renamed) == set(us)
+    assert all(f"imported as {us[pk]!r}" in reason for pk, reason in renamed.items())
     eventually(lambda: assert_everything_agrees(world), timeout_s=30)
 
 

@@ -231,7 +231,7 @@ DRAINER = textwrap.dedent("""
         log.flush()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if outbox.drain_due(each(handler)) == 0 and not outbox.due_shards():
+        if outbox.drain_due(each(handler), limit=2) == 0 and not outbox.due_shards():
             break
 """)
 
