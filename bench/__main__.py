@@ -39,7 +39,7 @@ MODES = {
     "no-bookkeeping": ["--bench-no-bookkeeping"],
     "per-row": ["--bench-row-by-row", "--batch-size", "20"],
 }
-PROGRESS = re.compile(r"^\s+(\S+)\s+([\d,]+)/([\d,]+)\s+\d+%\s+([\d,]+)/s\s*$")
+PROGRESS = re.compile(r"^\s+(\S+)\s+([\d,]+)/([\d,]+)\s+\d+%\s+[\d,]+/s\s+([\d.]+) s\s*$")
 SERVED = re.compile(r"stopped; served (\d+) call\(s\): (\{.*\})")
 MiB = 1024 * 1024
 
@@ -180,8 +180,8 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
         for line in stderr.splitlines():
             found = PROGRESS.match(line)
             if found:
-                done, rate = int(found.group(2).replace(",", "")), int(found.group(4).replace(",", ""))
-                figures.per_model[found.group(1)] = (done, done / rate if rate else 0.0)
+                done, seconds = int(found.group(2).replace(",", "")), float(found.group(4))
+                figures.per_model[found.group(1)] = (done, seconds)
         figures.instances = sum(done for done, _seconds in figures.per_model.values())
         for silo, tables in (("control", CONTROL_TABLES), ("region", REGION_TABLES)):
             seconds, rows = copy_reference(_libpq_url(options.admin_url, names[silo]), tables.values())
@@ -245,6 +245,14 @@ def copy_reference(libpq_url: str, tables: Iterable[Table]) -> tuple[float, int]
             target = f"bench_copy_{name}"[:63]
             connection.execute(f'DROP TABLE IF EXISTS "{target}"')
             connection.execute(f'CREATE TABLE "{target}" (LIKE "{name}" INCLUDING ALL)')
+            # LIKE copies no foreign keys: add the table's own, pointing at the loaded tables, so that
+            # COPY checks them as the import's inserts do.
+            for (definition,) in connection.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+                "AND contype = 'f'",
+                (name,),
+            ).fetchall():
+                connection.execute(f'ALTER TABLE "{target}" ADD {definition}')
             started = time.monotonic()
             with connection.transaction(), connection.cursor().copy(f'COPY "{target}" FROM STDIN') as copy:
                 copy.write(bytes(data))
@@ -272,7 +280,7 @@ def report(figures: Figures) -> None:
         print(f"   {model:<32} {done:>10,} {seconds:>8.2f} {rate:>9,.0f}")
     print(
         "   (a model's seconds run from the end of the previous model's last batch; the last line "
-        "includes the global slug step)",
+        "also holds the global slug step and the second pass's re-read of the export)",
         flush=True,
     )
 
@@ -349,6 +357,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    for name in [n for n in os.environ if n.startswith("SILOPORT_") and n != "SILOPORT_BENCH_PG"]:
+        del os.environ[name]  # the silos and the importer get only what the benchmark gives them
     results: list[Figures] = []
     try:
         for size in options.sizes:

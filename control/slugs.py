@@ -27,6 +27,7 @@ from control.rpc.region_client import GrpcRegionClients
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
+from shared.rpc.deadline import remaining
 
 _LOGGER = logging.getLogger(__name__)
 SLUG_LENGTH = 30
@@ -93,7 +94,6 @@ class SlugService:
         self._outbox = Outbox(engine, CONTROL_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
         self._deliver = self.handle
         self._drain_wait = drain_wait_s
-        self._failures: dict[tuple[str, int], SlugTaken] = {}
 
     # ---- the bulk call ------------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ class SlugService:
         self._outbox.drain_all_now(
             [shard_of(region_name, organization_id) for organization_id in pending],
             self._deliver,
-            wait_s=self._drain_wait,
+            wait_s=remaining(self._drain_wait),  # never past the caller's deadline
         )
         return self._answer(import_id, region_name, wanted)
 
@@ -129,15 +129,17 @@ class SlugService:
         held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
         for start in range(0, len(organization_ids), 500):
             chunk = organization_ids[start : start + 500]
-            answered.update(
-                session.scalars(
-                    select(SlugRequest.organization_id).where(
-                        SlugRequest.import_id == import_id,
-                        SlugRequest.region_name == region_name,
-                        SlugRequest.organization_id.in_(chunk),
-                    )
+            for request in session.scalars(
+                select(SlugRequest).where(
+                    SlugRequest.import_id == import_id,
+                    SlugRequest.region_name == region_name,
+                    SlugRequest.organization_id.in_(chunk),
                 )
-            )
+            ):
+                if request.refusal is None:
+                    answered.add(request.organization_id)
+                else:  # refused last time: this call tries again
+                    session.delete(request)
             for reservation in session.scalars(
                 select(OrganizationSlugReservation).where(
                     OrganizationSlugReservation.region_name == region_name,
@@ -243,18 +245,18 @@ class SlugService:
         final: dict[int, str] = {}
         organization_ids = sorted(wanted)
         with Session(self._engine) as session, session.begin():
-            recorded: dict[int, str] = {}
+            recorded: dict[int, tuple[str, str | None]] = {}
             held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
             for start in range(0, len(organization_ids), 500):
                 chunk = organization_ids[start : start + 500]
-                for organization_id, slug in session.execute(
-                    select(SlugRequest.organization_id, SlugRequest.final).where(
+                for organization_id, slug, refusal in session.execute(
+                    select(SlugRequest.organization_id, SlugRequest.final, SlugRequest.refusal).where(
                         SlugRequest.import_id == import_id,
                         SlugRequest.region_name == region_name,
                         SlugRequest.organization_id.in_(chunk),
                     )
                 ):
-                    recorded[organization_id] = slug
+                    recorded[organization_id] = (slug, refusal)
                 for reservation in session.scalars(
                     select(OrganizationSlugReservation).where(
                         OrganizationSlugReservation.region_name == region_name,
@@ -264,11 +266,11 @@ class SlugService:
                     kind = ReservationType(reservation.reservation_type)
                     held[(reservation.organization_id, kind)] = reservation
             for organization_id in organization_ids:
-                failure = self._failures.pop((region_name, organization_id), None)
-                if failure is not None:
-                    raise failure
                 if organization_id in recorded:
-                    final[organization_id] = recorded[organization_id]
+                    slug, refusal = recorded[organization_id]
+                    if refusal is not None:
+                        raise SlugTaken(organization_id, slug, refusal)
+                    final[organization_id] = slug
                     continue
                 if (organization_id, ReservationType.TEMPORARY_RENAME_ALIAS) in held:
                     raise SwapIncomplete(
@@ -368,10 +370,20 @@ class SlugService:
             taking: list[tuple[OrganizationSlugReservation, OrganizationSlugReservation]] = []
             for alias in aliases:
                 refusal = refusals.get(alias.organization_id, "the region did not answer for it")
-                if refusal is not None:
-                    self._failures[(alias.region_name, alias.organization_id)] = SlugTaken(
-                        alias.organization_id, alias.slug, refusal
+                if alias.import_id:
+                    # The answer is recorded with the swap, so a retry of the import (even after this
+                    # process died, or when another process's drainer did the swap) gets the same one.
+                    session.merge(
+                        SlugRequest(
+                            import_id=alias.import_id,
+                            region_name=alias.region_name,
+                            organization_id=alias.organization_id,
+                            wanted=alias.slug,
+                            final=alias.slug,
+                            refusal=refusal,
+                        )
                     )
+                if refusal is not None:
                     continue
                 primary = primaries.get((alias.region_name, alias.organization_id))
                 if primary is None:

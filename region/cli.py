@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from region.bootstrap import bootstrap
 from region.config import RegionSettings
 from region.db.schema import MIGRATIONS
 from shared import service
-from shared.cli import add_rpc_arguments, add_server_arguments, env_default, rpc_settings
+from shared.cli import CliError, add_rpc_arguments, add_server_arguments, env_default, rpc_settings
 from shared.config import data_dir, parse_address, sqlite_url
 from shared.db.engine import describe, make_engine
 from shared.launcher import ping_round_trip
+from shared.relocation.spec import ImportScope
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -32,6 +34,28 @@ def add_region_database_arguments(parser: argparse.ArgumentParser) -> None:
         help="database URL, postgresql://... or sqlite:///... (env SILOPORT_REGION_DB; "
         "default: SQLite file region-NAME.sqlite3 in $SILOPORT_DATA_DIR or ./.siloport)",
     )
+
+
+@dataclass(frozen=True)
+class ScopeFilters:
+    scope: ImportScope
+    filter_usernames: frozenset[str] | None
+    filter_org_slugs: frozenset[str] | None
+
+
+def scope_filters(args: argparse.Namespace, verb: str) -> ScopeFilters:
+    """The scope and filters of ``import``/``export``: each filter goes with its scope, and (Sentry's
+    rule) an empty value means no filter; otherwise split on commas as given."""
+    scope = ImportScope(args.scope)
+    if args.filter_usernames and scope is not ImportScope.USERS:
+        raise CliError(f"--filter-usernames goes with '{verb} users'")
+    if args.filter_org_slugs and scope is not ImportScope.ORGANIZATIONS:
+        raise CliError(f"--filter-org-slugs goes with '{verb} organizations'")
+
+    def split(value: str | None) -> frozenset[str] | None:
+        return None if not value else frozenset(value.split(","))
+
+    return ScopeFilters(scope, split(args.filter_usernames), split(args.filter_org_slugs))
 
 
 def settings_from(args: argparse.Namespace, *, migrate: bool = True) -> RegionSettings:

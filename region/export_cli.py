@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from region.bootstrap import bootstrap
-from region.cli import add_region_database_arguments, settings_from
+from region.cli import add_region_database_arguments, scope_filters, settings_from
 from region.db.exports import RegionRows
 from region.exporter.console import ConsoleExportProgress
 from region.exporter.engine import Exporter, ExportSummary
@@ -32,23 +32,14 @@ SCOPE_HELP = {
 }
 
 
-def _filter(value: str | None) -> frozenset[str] | None:
-    """As import: an empty value means no filter; otherwise split on commas as given."""
-    return None if not value else frozenset(value.split(","))
-
-
 def options_from(args: argparse.Namespace) -> ExportOptions:
-    scope = ImportScope(args.scope)
-    if args.filter_usernames and scope is not ImportScope.USERS:
-        raise CliError("--filter-usernames goes with 'export users'")
-    if args.filter_org_slugs and scope is not ImportScope.ORGANIZATIONS:
-        raise CliError("--filter-org-slugs goes with 'export organizations'")
+    chosen = scope_filters(args, "export")
     if args.page_size < 1:
         raise CliError("--page-size must be at least 1")
     return ExportOptions(
-        scope=scope,
-        filter_usernames=_filter(args.filter_usernames),
-        filter_org_slugs=_filter(args.filter_org_slugs),
+        scope=chosen.scope,
+        filter_usernames=chosen.filter_usernames,
+        filter_org_slugs=chosen.filter_org_slugs,
         page_size=args.page_size,
     )
 

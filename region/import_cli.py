@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from region.bootstrap import bootstrap
-from region.cli import add_region_database_arguments, settings_from
+from region.cli import add_region_database_arguments, scope_filters, settings_from
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.engine import ImportSummary
 from region.importer.errors import NotAnExport
@@ -36,17 +36,9 @@ SCOPE_HELP = {
 }
 
 
-def _filter(value: str | None) -> frozenset[str] | None:
-    """Sentry's rule: an empty value means no filter; otherwise split on commas as given."""
-    return None if not value else frozenset(value.split(","))
-
-
 def options_from(args: argparse.Namespace) -> ImportOptions:
-    scope = ImportScope(args.scope)
-    if args.filter_usernames and scope is not ImportScope.USERS:
-        raise CliError("--filter-usernames goes with 'import users'")
-    if args.filter_org_slugs and scope is not ImportScope.ORGANIZATIONS:
-        raise CliError("--filter-org-slugs goes with 'import organizations'")
+    chosen = scope_filters(args, "import")
+    scope = chosen.scope
     if args.overwrite_configs and scope not in (ImportScope.CONFIG, ImportScope.GLOBAL):
         raise CliError("--overwrite-configs goes with 'import config' or 'import global'")
     if args.merge_users and scope is ImportScope.GLOBAL:
@@ -62,8 +54,8 @@ def options_from(args: argparse.Namespace) -> ImportOptions:
         import_id=import_id,
         merge_users=args.merge_users,
         overwrite_configs=args.overwrite_configs,
-        filter_usernames=_filter(args.filter_usernames),
-        filter_org_slugs=_filter(args.filter_org_slugs),
+        filter_usernames=chosen.filter_usernames,
+        filter_org_slugs=chosen.filter_org_slugs,
         strict=args.strict,
         batch_size=args.batch_size,
         accept_changed_source=args.accept_changed_source,

@@ -122,23 +122,51 @@ class OrganizationService:
         return results
 
     def upsert_replicas(self, reservations: Sequence[OrganizationSlugReservationReplica]) -> None:
+        """Replace the replicas of these reservations, in order, with one read, one delete and one insert:
+        whatever conflicts with a newer reservation (same reservation, same slug, or same organization
+        and type) is stale, in the table and within the batch."""
         replica = OrganizationSlugReservationReplica
+
+        def clashes(a: OrganizationSlugReservationReplica, b: OrganizationSlugReservationReplica) -> bool:
+            return (
+                a.reservation_id == b.reservation_id
+                or a.slug == b.slug
+                or (a.organization_id, a.reservation_type) == (b.organization_id, b.reservation_type)
+            )
+
+        kept: list[OrganizationSlugReservationReplica] = []
+        for reservation in reservations:
+            kept = [k for k in kept if not clashes(k, reservation)]
+            kept.append(reservation)
+        kept_ids, kept_slugs = {r.reservation_id for r in kept}, {r.slug for r in kept}
         with Session(self._engine) as session, session.begin():
-            for reservation in reservations:
-                # Whatever could conflict is stale: the reservation itself, its (organization, type), its
-                # slug.
-                session.execute(
-                    delete(replica).where(
-                        (replica.reservation_id == reservation.reservation_id)
-                        | (replica.slug == reservation.slug)
-                        | (
-                            (replica.organization_id == reservation.organization_id)
-                            & (replica.reservation_type == reservation.reservation_type)
-                        )
+            stale: set[int] = set()
+            for start in range(0, len(kept), 500):
+                part = kept[start : start + 500]
+                pairs = {(r.organization_id, r.reservation_type) for r in part}
+                for row in session.execute(
+                    select(
+                        replica.id,
+                        replica.reservation_id,
+                        replica.slug,
+                        replica.organization_id,
+                        replica.reservation_type,
+                    ).where(
+                        replica.reservation_id.in_([r.reservation_id for r in part])
+                        | replica.slug.in_([r.slug for r in part])
+                        | replica.organization_id.in_([r.organization_id for r in part])
                     )
-                )
-                session.add(reservation)
-                session.flush()
+                ):
+                    if (
+                        row.reservation_id in kept_ids
+                        or row.slug in kept_slugs
+                        or (row.organization_id, row.reservation_type) in pairs
+                    ):
+                        stale.add(row.id)
+            ids = sorted(stale)
+            for start in range(0, len(ids), 500):
+                session.execute(delete(replica).where(replica.id.in_(ids[start : start + 500])))
+            session.add_all(kept)
 
     def delete_replicas(self, reservation_ids: Sequence[int]) -> None:
         replica = OrganizationSlugReservationReplica

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
@@ -117,6 +118,8 @@ class SlugRequest(ControlBase):
     organization_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
     wanted: Mapped[str] = mapped_column(String(50))
     final: Mapped[str] = mapped_column(String(50))
+    #: Why the region could not take ``final`` (the answer is then ALREADY_EXISTS; a new call retries).
+    refusal: Mapped[str | None] = mapped_column(Text(), nullable=True)
 
 
 #: The imported models this silo owns, built from the model registry.

@@ -56,7 +56,9 @@ class ConsoleProgress:
         # Up to the model's last batch (a closed line must not count what came after it).
         elapsed = max(self._last - self._started.get(model, self._last), 1e-6)
         percent = f"{100 * done // total:3d}%" if total else "   -"
-        line = f"  {model:<32} {done:>10,}/{total:<10,} {percent}  {done / elapsed:>10,.0f}/s"
+        line = (
+            f"  {model:<32} {done:>10,}/{total:<10,} {percent}  {done / elapsed:>10,.0f}/s {elapsed:>8.2f} s"
+        )
         self._out.write(("\r" if self._tty else "") + line + end)
         self._out.flush()
 

@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -196,6 +196,26 @@ class Outbox:
     def table(self) -> Table:
         return self._table
 
+    def _shard_sets(self, shards: Iterable[Shard]) -> Iterator[tuple[str, OutboxScope, Any]]:
+        """(destination, scope, condition) covering ``shards``: one condition per 500 shard ids of the
+        same destination and scope, for reading or updating many shards with a few statements."""
+        c = self._table.c
+        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
+        for shard in shards:
+            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
+        for (destination, scope), ids in by_kind.items():
+            ids.sort()
+            for start in range(0, len(ids), 500):
+                yield (
+                    destination,
+                    scope,
+                    and_(
+                        c.destination == destination,
+                        c.shard_scope == int(scope),
+                        c.shard_id.in_(ids[start : start + 500]),
+                    ),
+                )
+
     def _in_shard(self, shard: Shard) -> Any:
         c = self._table.c
         return and_(
@@ -207,12 +227,16 @@ class Outbox:
     # ---- finding work -------------------------------------------------------------------------------
 
     def due_shards(self, limit: int = 100) -> list[Shard]:
-        """Shards with a message due now and no live claim, oldest first."""
+        """Shards whose messages are all due now (a shard backs off as a whole) and none of them claimed,
+        oldest first."""
         c, now = self._table.c, self._clock()
         statement = (
             select(c.destination, c.shard_scope, c.shard_id)
-            .where(c.scheduled_for <= now, or_(c.claimed_until.is_(None), c.claimed_until <= now))
             .group_by(c.destination, c.shard_scope, c.shard_id)
+            .having(
+                func.max(c.scheduled_for) <= now,
+                or_(func.max(c.claimed_until).is_(None), func.max(c.claimed_until) <= now),
+            )
             .order_by(func.min(c.id))
             .limit(limit)
         )
@@ -223,26 +247,14 @@ class Outbox:
         """The newest message id of each shard that has messages (a bound for a drain right after a
         commit), in one grouped query per 500 shards; inside ``connection``'s transaction when given."""
         c = self._table.c
-        wanted = set(shards)
-        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
-        for shard in wanted:
-            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
         result: dict[Shard, int] = {}
 
         def read(conn: Connection) -> None:
-            for (destination, scope), ids in by_kind.items():
-                for start in range(0, len(ids), 500):
-                    rows = conn.execute(
-                        select(c.shard_id, func.max(c.id))
-                        .where(
-                            c.destination == destination,
-                            c.shard_scope == int(scope),
-                            c.shard_id.in_(sorted(ids)[start : start + 500]),
-                        )
-                        .group_by(c.shard_id)
-                    )
-                    for shard_id, top in rows:
-                        result[Shard(destination, scope, shard_id)] = int(top)
+            for destination, scope, where in self._shard_sets(set(shards)):
+                for shard_id, top in conn.execute(
+                    select(c.shard_id, func.max(c.id)).where(where).group_by(c.shard_id)
+                ):
+                    result[Shard(destination, scope, shard_id)] = int(top)
 
         if connection is not None:
             read(connection)
@@ -254,7 +266,8 @@ class Outbox:
     def drain_due(self, handler: Handler, *, limit: int = 100) -> int:
         """Drain every due shard once, many shards per call; a busy shard is left for later. When a run
         fails, the shards are drained one by one, so that only the shard with the failing message backs
-        off. Returns messages done."""
+        off; after two failures in a row (the other silo is down, most likely) the rest back off too,
+        without a call each. Returns messages done."""
         due = self.due_shards(limit)
         if not due:
             return 0
@@ -262,13 +275,19 @@ class Outbox:
             return self.drain_committed(self.last_id(due), handler, raise_errors=True, back_off=False)
         except Exception as exc:  # noqa: BLE001 - isolate the failing shard below
             _LOGGER.info("outbox: a run over %d shards failed (%s); draining them one by one", len(due), exc)
-        done = 0
-        for shard in due:
+        done, failures = 0, 0
+        for position, shard in enumerate(due):
+            if failures >= 2:
+                for rest in due[position:]:
+                    self._back_off(rest)
+                break
             try:
                 done += self.drain_shard(shard, handler, respect_schedule=True)
+                failures = 0
             except ShardBusy:
                 continue
             except Exception:
+                failures += 1
                 _LOGGER.exception("outbox shard %s failed; it backs off", shard)
         return done
 
@@ -304,10 +323,11 @@ class Outbox:
         background drainer, which drains shard by shard, takes them (and so isolates a bad message).
         Works at most ``budget_s`` when given. Returns messages done."""
         stop = None if budget_s is None else time.monotonic() + budget_s
-        claimed = self._claim_many(bounds, respect_schedule=respect_schedule)
+        claimed, stamped = self._claim_many(bounds, respect_schedule=respect_schedule)
         if not claimed:
             return 0
         done = 0
+        ours = set(stamped)
         try:
             order = self._interleaved(claimed)
             for start in range(0, len(order), self.batch):
@@ -321,63 +341,57 @@ class Outbox:
                     if raise_errors:
                         raise
                     return done
-                self._delete([m.id for group in run for m in group])
+                handled = [m.id for group in run for m in group]
+                ours.difference_update(handled)
+                self._delete(handled, renew=sorted(ours))
                 done += len(run)
                 if stop is not None and time.monotonic() > stop:
                     return done
             return done
         finally:
-            self._release_all(list(claimed))
+            self._release_ids(sorted(ours))
 
-    def _claim_many(self, bounds: Mapping[Shard, int], *, respect_schedule: bool = True) -> dict[Shard, int]:
-        """Claim every shard that is free and due, up to its bound; returns the claimed shards' bounds."""
+    def _claim_many(
+        self, bounds: Mapping[Shard, int], *, respect_schedule: bool = True
+    ) -> tuple[dict[Shard, int], list[int]]:
+        """Claim every shard that is free and due, up to its bound; returns the claimed shards' bounds
+        and the ids of the rows claimed."""
         c, now = self._table.c, self._clock()
         claimed: dict[Shard, int] = {}
         stamp: list[int] = []
-        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
-        for shard in bounds:
-            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
         with self._engine.begin() as connection:
-            for (destination, scope), ids in by_kind.items():
-                for start in range(0, len(ids), 500):
-                    where = and_(
-                        c.destination == destination,
-                        c.shard_scope == int(scope),
-                        c.shard_id.in_(ids[start : start + 500]),
-                    )
-                    query = (
-                        select(c.id, c.shard_id, c.scheduled_for, c.claimed_until).where(where).order_by(c.id)
-                    )
-                    present: dict[int, list[int]] = {}
-                    if connection.dialect.name == "postgresql":
-                        rows = connection.execute(query.with_for_update(skip_locked=True)).all()
-                        for i, shard_id in connection.execute(select(c.id, c.shard_id).where(where)):
-                            present.setdefault(shard_id, []).append(i)
-                    else:  # SQLite: this transaction holds the single writer lock
-                        rows = connection.execute(query).all()
-                    per_shard: dict[int, list[Any]] = {}
-                    for r in rows:
-                        per_shard.setdefault(r.shard_id, []).append(r)
-                    for shard_id, shard_rows in per_shard.items():
-                        shard = Shard(destination, scope, shard_id)
-                        top = shard_rows[-1].id
-                        locked = {r.id for r in shard_rows}
-                        if any(i not in locked for i in present.get(shard_id, ()) if i <= top):
-                            continue  # another drainer is claiming it
-                        mine = [r for r in shard_rows if r.id <= bounds[shard]]
-                        if not mine or (respect_schedule and _aware(mine[0].scheduled_for) > now):
-                            continue  # nothing up to the bound, or backing off
-                        if any(r.claimed_until is not None and _aware(r.claimed_until) > now for r in mine):
-                            continue  # claimed by a live drainer
-                        claimed[shard] = mine[-1].id
-                        stamp.extend(r.id for r in mine)
+            for destination, scope, where in self._shard_sets(bounds):
+                query = select(c.id, c.shard_id, c.scheduled_for, c.claimed_until).where(where).order_by(c.id)
+                present: dict[int, list[int]] = {}
+                if connection.dialect.name == "postgresql":
+                    rows = connection.execute(query.with_for_update(skip_locked=True)).all()
+                    for i, shard_id in connection.execute(select(c.id, c.shard_id).where(where)):
+                        present.setdefault(shard_id, []).append(i)
+                else:  # SQLite: this transaction holds the single writer lock
+                    rows = connection.execute(query).all()
+                per_shard: dict[int, list[Any]] = {}
+                for r in rows:
+                    per_shard.setdefault(r.shard_id, []).append(r)
+                for shard_id, shard_rows in per_shard.items():
+                    shard = Shard(destination, scope, shard_id)
+                    top = shard_rows[-1].id
+                    locked = {r.id for r in shard_rows}
+                    if any(i not in locked for i in present.get(shard_id, ()) if i <= top):
+                        continue  # another drainer is claiming it
+                    mine = [r for r in shard_rows if r.id <= bounds[shard]]
+                    if not mine or (respect_schedule and _aware(mine[0].scheduled_for) > now):
+                        continue  # nothing up to the bound, or backing off
+                    if any(r.claimed_until is not None and _aware(r.claimed_until) > now for r in mine):
+                        continue  # claimed by a live drainer
+                    claimed[shard] = mine[-1].id
+                    stamp.extend(r.id for r in mine)
             for start in range(0, len(stamp), 1000):
                 connection.execute(
                     update(self._table)
                     .where(c.id.in_(stamp[start : start + 1000]))
                     .values(claimed_until=now + self._lease)
                 )
-        return claimed
+        return claimed, stamp
 
     def _interleaved(self, claimed: Mapping[Shard, int]) -> list[list[Message]]:
         """Every claimed shard's coalesced groups, interleaved round by round (each shard's order kept);
@@ -386,35 +400,27 @@ class Outbox:
         per_shard: dict[Shard, dict[tuple[int, int], list[Message]]] = {
             shard: {} for shard in sorted(claimed)
         }
-        by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
-        for shard in claimed:
-            by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
         with self._engine.connect() as connection:
-            for (destination, scope), ids in by_kind.items():
-                for start in range(0, len(ids), 500):
-                    rows = connection.execute(
-                        select(c.id, c.shard_id, c.category, c.object_id, c.payload, c.attempts)
-                        .where(
-                            c.destination == destination,
-                            c.shard_scope == int(scope),
-                            c.shard_id.in_(ids[start : start + 500]),
+            for destination, scope, where in self._shard_sets(claimed):
+                rows = connection.execute(
+                    select(c.id, c.shard_id, c.category, c.object_id, c.payload, c.attempts)
+                    .where(where)
+                    .order_by(c.id)
+                )
+                for r in rows:
+                    shard = Shard(destination, scope, r.shard_id)
+                    if r.id > claimed[shard]:
+                        continue
+                    per_shard[shard].setdefault((r.category, r.object_id), []).append(
+                        Message(
+                            r.id,
+                            shard,
+                            OutboxCategory(r.category),
+                            r.object_id,
+                            json.loads(r.payload) if r.payload else None,
+                            r.attempts,
                         )
-                        .order_by(c.id)
                     )
-                    for r in rows:
-                        shard = Shard(destination, scope, r.shard_id)
-                        if r.id > claimed[shard]:
-                            continue
-                        per_shard[shard].setdefault((r.category, r.object_id), []).append(
-                            Message(
-                                r.id,
-                                shard,
-                                OutboxCategory(r.category),
-                                r.object_id,
-                                json.loads(r.payload) if r.payload else None,
-                                r.attempts,
-                            )
-                        )
         # dicts keep insertion order: groups come in the order of their oldest message
         groups = [list(found.values()) for found in per_shard.values()]
         order: list[list[Message]] = []
@@ -467,12 +473,12 @@ class Outbox:
                 except Exception:
                     self._back_off(shard)
                     raise
-                self._finish(shard, [m.id for group in groups for m in group])
+                self._finish(shard, [m.id for group in groups for m in group], bound)
                 done += len(groups)
                 if deadline is not None and time.monotonic() > deadline:
                     return done
         finally:
-            self._release(shard)
+            self._release(shard, bound)
 
     def _claim(self, shard: Shard, up_to: int | None, respect_schedule: bool) -> int | None:
         """Stamp the shard's rows as ours; the highest id to process, or None when there is nothing."""
@@ -548,28 +554,37 @@ class Outbox:
                 )
         return [groups[key] for key in keys if groups[key]]
 
-    def _delete(self, ids: Sequence[int]) -> None:
-        c = self._table.c
-        with self._engine.begin() as connection:
-            for start in range(0, len(ids), 1000):
-                connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
-
-    def _release_all(self, shards: Sequence[Shard]) -> None:
-        with self._engine.begin() as connection:
-            for shard in shards:
-                connection.execute(
-                    update(self._table).where(self._in_shard(shard)).values(claimed_until=None)
-                )
-
-    def _finish(self, shard: Shard, ids: Sequence[int]) -> None:
+    def _delete(self, ids: Sequence[int], *, renew: Sequence[int] = ()) -> None:
+        """Delete handled messages and renew the claim on ``renew`` (the rest of ours) in one transaction."""
         c, now = self._table.c, self._clock()
         with self._engine.begin() as connection:
             for start in range(0, len(ids), 1000):
                 connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
-            # Renew the claim for what is left.
+            for start in range(0, len(renew), 1000):
+                connection.execute(
+                    update(self._table)
+                    .where(c.id.in_(renew[start : start + 1000]))
+                    .values(claimed_until=now + self._lease)
+                )
+
+    def _release_ids(self, ids: Sequence[int]) -> None:
+        """Give up our claim on these rows (never on rows another drainer claimed since)."""
+        c = self._table.c
+        with self._engine.begin() as connection:
+            for start in range(0, len(ids), 1000):
+                connection.execute(
+                    update(self._table).where(c.id.in_(ids[start : start + 1000])).values(claimed_until=None)
+                )
+
+    def _finish(self, shard: Shard, ids: Sequence[int], bound: int) -> None:
+        """Delete handled messages and renew the claim on the rest of ours (ids up to ``bound``)."""
+        c, now = self._table.c, self._clock()
+        with self._engine.begin() as connection:
+            for start in range(0, len(ids), 1000):
+                connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
             connection.execute(
                 update(self._table)
-                .where(self._in_shard(shard), c.claimed_until.is_not(None))
+                .where(self._in_shard(shard), c.id <= bound, c.claimed_until.is_not(None))
                 .values(claimed_until=now + self._lease)
             )
 
@@ -586,6 +601,10 @@ class Outbox:
                 .values(attempts=attempts + 1, scheduled_from=now, scheduled_for=now + delay)
             )
 
-    def _release(self, shard: Shard) -> None:
+    def _release(self, shard: Shard, bound: int) -> None:
+        """Give up our claim (rows up to ``bound``); rows added since may be another drainer's."""
+        c = self._table.c
         with self._engine.begin() as connection:
-            connection.execute(update(self._table).where(self._in_shard(shard)).values(claimed_until=None))
+            connection.execute(
+                update(self._table).where(self._in_shard(shard), c.id <= bound).values(claimed_until=None)
+            )

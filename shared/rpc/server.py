@@ -66,11 +66,11 @@ class SignatureInterceptor(grpc.ServerInterceptor):
         name = method.rpartition("/")[2]
 
         def checked(raw: bytes, context: grpc.ServicerContext) -> Any:
-            calls.add(name)
             refusal = verifier.check(method, metadata, raw)
             if refusal is not None:
                 _LOGGER.warning("refused %s: %s (peer %s)", method, refusal, context.peer())
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
+            calls.add(name)
             request = deserialize(raw) if deserialize is not None else raw
             with inbound_deadline(context.time_remaining()):
                 return behaviour(request, context)
