@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from control.db.models import OrganizationMemberMapping, OrganizationMemberTeamReplica
 
@@ -34,74 +35,54 @@ class MemberTeamUpdate:
 
 
 class MembershipService:
-    """Applies a run of updates in order, in one transaction: rows are looked up in bulk, the last update
-    of a row wins."""
+    """Applies a run of updates in one statement per table: an upsert keyed by (region, id), where the
+    last update of a row wins."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def upsert_members(self, updates: Sequence[MemberUpdate]) -> None:
-        mapping = OrganizationMemberMapping
-        with Session(self._engine) as session, session.begin():
-            rows = _existing(
-                session,
-                mapping,
-                mapping.organizationmember_id,
-                {(u.region_name, u.organizationmember_id) for u in updates},
-            )
-            for update in updates:
-                row = rows.get((update.region_name, update.organizationmember_id))
-                if row is None:
-                    row = mapping(
-                        region_name=update.region_name, organizationmember_id=update.organizationmember_id
-                    )
-                    session.add(row)
-                    rows[(update.region_name, update.organizationmember_id)] = row
-                row.organization_id, row.user_id, row.email = (
-                    update.organization_id,
-                    update.user_id,
-                    update.email,
-                )
-                row.role, row.invite_status = update.role, update.invite_status
+        rows = {
+            (u.region_name, u.organizationmember_id): {
+                "region_name": u.region_name,
+                "organizationmember_id": u.organizationmember_id,
+                "organization_id": u.organization_id,
+                "user_id": u.user_id,
+                "email": u.email,
+                "role": u.role,
+                "invite_status": u.invite_status,
+            }
+            for u in updates
+        }
+        self._upsert(OrganizationMemberMapping.__table__, ["region_name", "organizationmember_id"], rows)
 
     def upsert_member_teams(self, updates: Sequence[MemberTeamUpdate]) -> None:
-        replica = OrganizationMemberTeamReplica
-        with Session(self._engine) as session, session.begin():
-            rows = _existing(
-                session,
-                replica,
-                replica.organizationmemberteam_id,
-                {(u.region_name, u.organizationmemberteam_id) for u in updates},
-            )
-            for update in updates:
-                key = (update.region_name, update.organizationmemberteam_id)
-                row = rows.get(key)
-                if row is None:
-                    row = replica(
-                        region_name=update.region_name,
-                        organizationmemberteam_id=update.organizationmemberteam_id,
+        rows = {
+            (u.region_name, u.organizationmemberteam_id): {
+                "region_name": u.region_name,
+                "organizationmemberteam_id": u.organizationmemberteam_id,
+                "organization_id": u.organization_id,
+                "organizationmember_id": u.organizationmember_id,
+                "team_id": u.team_id,
+                "is_active": u.is_active,
+            }
+            for u in updates
+        }
+        self._upsert(
+            OrganizationMemberTeamReplica.__table__, ["region_name", "organizationmemberteam_id"], rows
+        )
+
+    def _upsert(self, table: Any, keys: list[str], rows: dict[tuple[str, int], dict[str, Any]]) -> None:
+        if not rows:
+            return
+        values = list(rows.values())  # one per key: a statement may not touch a row twice
+        with self._engine.begin() as connection:
+            dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+            for start in range(0, len(values), 1000):
+                statement = dialect_insert(table).values(values[start : start + 1000])
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=keys,
+                        set_={name: statement.excluded[name] for name in values[0] if name not in keys},
                     )
-                    session.add(row)
-                    rows[key] = row
-                row.organization_id, row.organizationmember_id = (
-                    update.organization_id,
-                    update.organizationmember_id,
                 )
-                row.team_id, row.is_active = update.team_id, update.is_active
-
-
-def _existing(
-    session: Session, model: Any, id_column: Any, keys: set[tuple[str, int]]
-) -> dict[tuple[str, int], Any]:
-    """The rows already stored for (region name, id) keys, looked up in chunks."""
-    found: dict[tuple[str, int], Any] = {}
-    by_region: dict[str, list[int]] = {}
-    for region_name, object_id in keys:
-        by_region.setdefault(region_name, []).append(object_id)
-    for region_name, ids in by_region.items():
-        for start in range(0, len(ids), 500):
-            for row in session.scalars(
-                select(model).where(model.region_name == region_name, id_column.in_(ids[start : start + 500]))
-            ):
-                found[(region_name, getattr(row, id_column.key))] = row
-    return found

@@ -17,7 +17,13 @@ import grpc
 import pytest
 from sqlalchemy import Table, func, insert, select
 
-from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation
+from control.db.models import (
+    CONTROL_OUTBOX,
+    OrganizationMapping,
+    OrganizationMemberMapping,
+    OrganizationMemberTeamReplica,
+    OrganizationSlugReservation,
+)
 from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugReservationReplica
 from shared.db.engine import make_engine
 from shared.db.outbox import OutboxCategory, OutboxScope, Shard, enqueue
@@ -43,6 +49,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-export.jso
 ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
 RESERVATIONS: Table = OrganizationSlugReservation.__table__  # type: ignore[assignment]
 MAPPINGS: Table = OrganizationMapping.__table__  # type: ignore[assignment]
+MEMBER_MAPPINGS: Table = OrganizationMemberMapping.__table__  # type: ignore[assignment]
+MEMBER_TEAM_REPLICAS: Table = OrganizationMemberTeamReplica.__table__  # type: ignore[assignment]
+REGION_MEMBERS = RELOCATION_TABLES["sentry.organizationmember"]
+REGION_MEMBER_TEAMS = RELOCATION_TABLES["sentry.organizationmemberteam"]
 
 
 @dataclass
@@ -95,6 +105,14 @@ def assert_everything_agrees(world: World) -> None:
         reservations = connection.execute(select(RESERVATIONS)).mappings().all()
         mappings = connection.execute(select(MAPPINGS)).mappings().all()
         left = connection.execute(select(func.count()).select_from(CONTROL_OUTBOX)).scalar_one()
+        member_mappings = {
+            (r.region_name, r.organizationmember_id): (r.organization_id, r.user_id, r.role)
+            for r in connection.execute(select(MEMBER_MAPPINGS))
+        }
+        member_teams = {
+            (r.region_name, r.organizationmemberteam_id): (r.organizationmember_id, r.team_id)
+            for r in connection.execute(select(MEMBER_TEAM_REPLICAS))
+        }
     control.dispose()
     assert [r for r in reservations if r["reservation_type"] != 0] == [], "a temporary alias is left"
     assert left == 0
@@ -118,7 +136,18 @@ def assert_everything_agrees(world: World) -> None:
                 )
             }
             queued = connection.execute(select(func.count()).select_from(REGION_OUTBOX)).scalar_one()
+            members = {
+                (name, r.id): (r.organization_id, r.user_id, r.role)
+                for r in connection.execute(select(REGION_MEMBERS))
+            }
+            teams = {
+                (name, r.id): (r.organizationmember_id, r.team_id)
+                for r in connection.execute(select(REGION_MEMBER_TEAMS))
+            }
         engine.dispose()
+        # Control's copies of the memberships equal the region's rows.
+        assert {k: v for k, v in member_mappings.items() if k[0] == name} == members
+        assert {k: v for k, v in member_teams.items() if k[0] == name} == teams
         assert queued == 0
         for (region, _org), reservation in primary.items():
             if region == name:
