@@ -78,11 +78,10 @@ class MembershipService:
         values = list(rows.values())  # one per key: a statement may not touch a row twice
         with self._engine.begin() as connection:
             dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-            for start in range(0, len(values), 1000):
-                statement = dialect_insert(table).values(values[start : start + 1000])
-                connection.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=keys,
-                        set_={name: statement.excluded[name] for name in values[0] if name not in keys},
-                    )
-                )
+            statement = dialect_insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={name: statement.excluded[name] for name in values[0] if name not in keys},
+            )
+            # One statement, compiled once and cached, executed for many rows (pipelined by psycopg).
+            connection.execute(statement, values)
