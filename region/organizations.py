@@ -127,17 +127,23 @@ class OrganizationService:
         and type) is stale, in the table and within the batch."""
         replica = OrganizationSlugReservationReplica
 
-        def clashes(a: OrganizationSlugReservationReplica, b: OrganizationSlugReservationReplica) -> bool:
-            return (
-                a.reservation_id == b.reservation_id
-                or a.slug == b.slug
-                or (a.organization_id, a.reservation_type) == (b.organization_id, b.reservation_type)
-            )
-
-        kept: list[OrganizationSlugReservationReplica] = []
-        for reservation in reservations:
-            kept = [k for k in kept if not clashes(k, reservation)]
-            kept.append(reservation)
+        # The newest of the batch's reservations that clash with one another wins (looked up by key).
+        survivors: dict[int, OrganizationSlugReservationReplica] = {}
+        by_id: dict[int, int] = {}
+        by_slug: dict[str, int] = {}
+        by_pair: dict[tuple[int, int], int] = {}
+        for position, reservation in enumerate(reservations):
+            pair = (reservation.organization_id, reservation.reservation_type)
+            for older in (
+                by_id.get(reservation.reservation_id),
+                by_slug.get(reservation.slug),
+                by_pair.get(pair),
+            ):
+                if older is not None:
+                    survivors.pop(older, None)
+            survivors[position] = reservation
+            by_id[reservation.reservation_id] = by_slug[reservation.slug] = by_pair[pair] = position
+        kept = list(survivors.values())
         kept_ids, kept_slugs = {r.reservation_id for r in kept}, {r.slug for r in kept}
         with Session(self._engine) as session, session.begin():
             stale: set[int] = set()

@@ -9,7 +9,9 @@ twice) and goes on from the first batch that was not recorded.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -70,6 +72,17 @@ class ImportSummary:
         }
 
 
+def _spooled(record: Record) -> list[object]:
+    return [record.index, record.line, record.column, record.model, record.pk, record.fields]
+
+
+def _unspool(spool: TextIO) -> Iterator[Record]:
+    """The records the first pass kept, in file order, with their positions in the export."""
+    for line in spool:
+        index, line_number, column, model, pk, fields = json.loads(line)
+        yield Record(index, line_number, column, model, pk, fields)
+
+
 @dataclass
 class _Batch:
     spec: ModelSpec
@@ -117,14 +130,18 @@ class ImportEngine:
         )
         preparer = Preparer(self.options, scan, self._pkmap, self._clock())
         try:
-            for deferred in (False, True):
+            # The deferred models' records (a small part of an export) are kept in a private temporary
+            # file by the first pass, so the second pass does not read and parse the whole export again.
+            with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
                 with self._open() as stream:
                     for batch in self._batches(
-                        read_records(stream, self._source), deferred=deferred, summary=summary
+                        read_records(stream, self._source), deferred=False, summary=summary, spool=spool
                     ):
                         self._write(batch, preparer, summary)
-                if not deferred:
-                    self._final_slugs()
+                self._final_slugs()
+                spool.seek(0)
+                for batch in self._batches(_unspool(spool), deferred=True, summary=summary):
+                    self._write(batch, preparer, summary)
         except BaseException:
             try:
                 self._ledger.fail(self.options.import_id)
@@ -169,7 +186,12 @@ class ImportEngine:
     # ---- batching -----------------------------------------------------------------------------------
 
     def _batches(
-        self, stream: Iterator[Record], *, deferred: bool, summary: ImportSummary
+        self,
+        stream: Iterator[Record],
+        *,
+        deferred: bool,
+        summary: ImportSummary,
+        spool: TextIO | None = None,
     ) -> Iterator[_Batch]:
         ordinals: dict[str, int] = {}
 
@@ -196,6 +218,9 @@ class ImportEngine:
                     continue
                 if spec.deferred == deferred:
                     yield _Batch(spec, chunk)
+                elif spool is not None:
+                    for record, _ordinal in chunk:
+                        spool.write(json.dumps(_spooled(record), separators=(",", ":")) + "\n")
 
     def _skip_model(self, model: str, count: int, reason: str, summary: ImportSummary) -> None:
         summary.models.setdefault(model, ModelStats()).skipped += count
