@@ -280,7 +280,7 @@ def report(figures: Figures) -> None:
         print(f"   {model:<32} {done:>10,} {seconds:>8.2f} {rate:>9,.0f}")
     print(
         "   (a model's seconds run from the end of the previous model's last batch; the last line "
-        "also holds the global slug step and the second pass's re-read of the export)",
+        "also holds the global slug step and the second pass over the deferred records)",
         flush=True,
     )
 
