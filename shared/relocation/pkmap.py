@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterator
 
 
 class ImportKind(enum.Enum):
@@ -12,12 +15,54 @@ class ImportKind(enum.Enum):
     OVERWRITE = "overwrite"  # an existing row took the imported values
 
 
-class PrimaryKeyMap:
-    """Grows with the import (about 40 bytes per instance); kinds other than INSERTED are kept only
-    for the few instances that have them."""
+class _PkColumn:
+    """Export pk -> new pk of one model in 16 bytes an instance: two parallel arrays while export pks
+    arrive in increasing order (as exports write them), looked up by bisection; a dict for the few that
+    do not."""
 
     def __init__(self) -> None:
-        self._pks: dict[str, dict[int, int]] = defaultdict(dict)
+        self._old = array("q")
+        self._new = array("q")
+        self._other: dict[int, int] = {}
+
+    def _index(self, old: int) -> int | None:
+        i = bisect_left(self._old, old)
+        return i if i < len(self._old) and self._old[i] == old else None
+
+    def __setitem__(self, old: int, new: int) -> None:
+        if old in self._other:
+            self._other[old] = new
+        elif not self._old or old > self._old[-1]:
+            self._old.append(old)
+            self._new.append(new)
+        elif (i := self._index(old)) is not None:
+            self._new[i] = new
+        else:
+            self._other[old] = new
+
+    def get(self, old: int) -> int | None:
+        if old in self._other:
+            return self._other[old]
+        i = self._index(old)
+        return None if i is None else self._new[i]
+
+    def __contains__(self, old: int) -> bool:
+        return old in self._other or self._index(old) is not None
+
+    def __len__(self) -> int:
+        return len(self._old) + len(self._other)
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        yield from zip(self._old, self._new, strict=True)
+        yield from self._other.items()
+
+
+class PrimaryKeyMap:
+    """Grows with the import (about 16 bytes per instance, plus the unique values the writer reports);
+    kinds other than INSERTED are kept only for the few instances that have them."""
+
+    def __init__(self) -> None:
+        self._pks: dict[str, _PkColumn] = defaultdict(_PkColumn)
         self._kinds: dict[str, dict[int, ImportKind]] = defaultdict(dict)
         #: Unique values after collision handling (usernames, slugs), where the writer reported one.
         self._values: dict[str, dict[int, str]] = defaultdict(dict)
