@@ -125,30 +125,13 @@ class SlugService:
         holders of the slugs asked for are read in bulk, the aliases written with one flush."""
         session = work.session
         organization_ids = sorted(wanted)
+        requests, held = _requests_and_reservations(session, import_id, region_name, organization_ids)
         answered: set[int] = set()
-        held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
-        for start in range(0, len(organization_ids), 500):
-            chunk = organization_ids[start : start + 500]
-            for request in session.scalars(
-                select(SlugRequest).where(
-                    SlugRequest.import_id == import_id,
-                    SlugRequest.region_name == region_name,
-                    SlugRequest.organization_id.in_(chunk),
-                )
-            ):
-                if request.refusal is None:
-                    answered.add(request.organization_id)
-                else:  # refused last time: this call tries again
-                    session.delete(request)
-            for reservation in session.scalars(
-                select(OrganizationSlugReservation).where(
-                    OrganizationSlugReservation.region_name == region_name,
-                    OrganizationSlugReservation.organization_id.in_(chunk),
-                )
-            ):
-                held[(reservation.organization_id, ReservationType(reservation.reservation_type))] = (
-                    reservation
-                )
+        for request in requests.values():
+            if request.refusal is None:
+                answered.add(request.organization_id)
+            else:  # refused last time: this call tries again
+                session.delete(request)
         bases = sorted({slugify(slug, SLUG_LENGTH) for slug in wanted.values()})
         holders: dict[str, OrganizationSlugReservation | None] = dict.fromkeys(bases)
         for start in range(0, len(bases), 500):
@@ -245,32 +228,13 @@ class SlugService:
         final: dict[int, str] = {}
         organization_ids = sorted(wanted)
         with Session(self._engine) as session, session.begin():
-            recorded: dict[int, tuple[str, str | None]] = {}
-            held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
-            for start in range(0, len(organization_ids), 500):
-                chunk = organization_ids[start : start + 500]
-                for organization_id, slug, refusal in session.execute(
-                    select(SlugRequest.organization_id, SlugRequest.final, SlugRequest.refusal).where(
-                        SlugRequest.import_id == import_id,
-                        SlugRequest.region_name == region_name,
-                        SlugRequest.organization_id.in_(chunk),
-                    )
-                ):
-                    recorded[organization_id] = (slug, refusal)
-                for reservation in session.scalars(
-                    select(OrganizationSlugReservation).where(
-                        OrganizationSlugReservation.region_name == region_name,
-                        OrganizationSlugReservation.organization_id.in_(chunk),
-                    )
-                ):
-                    kind = ReservationType(reservation.reservation_type)
-                    held[(reservation.organization_id, kind)] = reservation
+            recorded, held = _requests_and_reservations(session, import_id, region_name, organization_ids)
             for organization_id in organization_ids:
                 if organization_id in recorded:
-                    slug, refusal = recorded[organization_id]
-                    if refusal is not None:
-                        raise SlugTaken(organization_id, slug, refusal)
-                    final[organization_id] = slug
+                    request = recorded[organization_id]
+                    if request.refusal is not None:
+                        raise SlugTaken(organization_id, request.final, request.refusal)
+                    final[organization_id] = request.final
                     continue
                 if (organization_id, ReservationType.TEMPORARY_RENAME_ALIAS) in held:
                     raise SwapIncomplete(
@@ -460,3 +424,30 @@ class SlugService:
                 row.slug, row.name = update.slug, update.name
                 row.region_name, row.status = update.region_name, update.status
         return rejected
+
+
+def _requests_and_reservations(
+    session: Session, import_id: str, region_name: str, organization_ids: Sequence[int]
+) -> tuple[dict[int, SlugRequest], dict[tuple[int, ReservationType], OrganizationSlugReservation]]:
+    """The import's recorded answers and the organizations' reservations, by organization (and type),
+    read with two queries per 500 organizations."""
+    requests: dict[int, SlugRequest] = {}
+    held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
+    for start in range(0, len(organization_ids), 500):
+        chunk = organization_ids[start : start + 500]
+        for request in session.scalars(
+            select(SlugRequest).where(
+                SlugRequest.import_id == import_id,
+                SlugRequest.region_name == region_name,
+                SlugRequest.organization_id.in_(chunk),
+            )
+        ):
+            requests[request.organization_id] = request
+        for reservation in session.scalars(
+            select(OrganizationSlugReservation).where(
+                OrganizationSlugReservation.region_name == region_name,
+                OrganizationSlugReservation.organization_id.in_(chunk),
+            )
+        ):
+            held[(reservation.organization_id, ReservationType(reservation.reservation_type))] = reservation
+    return requests, held

@@ -41,18 +41,6 @@ class UnknownOrganization(RegionError):
     reason = "unknown_organization"
 
 
-class SlugUnavailable(RegionError):
-    """The region already has an organization with that slug."""
-
-    reason = "slug_taken"
-
-    def __init__(self, organization_id: int, slug: str) -> None:
-        self.fields = {"organization_id": str(organization_id), "slug": slug}
-        super().__init__(
-            f"organization {organization_id} cannot take slug {slug!r}: another organization here has it"
-        )
-
-
 @dataclass(frozen=True)
 class SlugUpdate:
     organization_id: int
@@ -95,8 +83,11 @@ class OrganizationService:
                             .values(slug=slug, slug_ci=slug.casefold())
                         ).rowcount
                 except IntegrityError:
-                    taken = SlugUnavailable(organization_id, slug)
-                    results.append(SlugUpdate(organization_id, slug, taken=True, message=str(taken)))
+                    taken = (
+                        f"organization {organization_id} cannot take slug {slug!r}: "
+                        "another organization here has it"
+                    )
+                    results.append(SlugUpdate(organization_id, slug, taken=True, message=taken))
                     continue
                 if not found:
                     raise UnknownOrganization(

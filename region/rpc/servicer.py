@@ -7,7 +7,7 @@ import grpc
 from region import ping
 from region.db.models import OrganizationSlugReservationReplica
 from region.errors import ControlNotConfigured, RegionError
-from region.organizations import OrganizationService, SlugUnavailable, UnknownOrganization
+from region.organizations import OrganizationService, UnknownOrganization
 from region.ports import ControlPort
 from shared.ping import hops_from_proto, hops_to_proto
 from shared.rpc.errors import ErrorTable, translate_errors
@@ -17,7 +17,6 @@ from shared.rpc.v1 import common_pb2, region_pb2, region_pb2_grpc
 ERRORS: ErrorTable = {
     ControlNotConfigured: grpc.StatusCode.FAILED_PRECONDITION,
     UnknownOrganization: grpc.StatusCode.NOT_FOUND,
-    SlugUnavailable: grpc.StatusCode.ALREADY_EXISTS,
     RegionError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 

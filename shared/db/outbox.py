@@ -1,18 +1,19 @@
 """Transactional outboxes, the same machinery in both silos.
 
-A message row is written in the same transaction as the change it describes (:func:`enqueue`). A
-drain processes one *shard* (destination, scope, shard id) at a time, in id order; messages with the
-same (shard, category, object id) coalesce to the newest; a message is deleted only after its handler
-succeeded. Handlers run outside any transaction: a drainer first *claims* the shard by stamping
-``claimed_until`` on its rows in a short transaction (row locks taken with ``SKIP LOCKED`` on
-PostgreSQL: a shard with a row locked by another drainer is busy and skipped; the single writer lock on
-SQLite), commits, calls the handler, then deletes the handled rows. A crashed drainer's claim expires
-on its own. A failing handler leaves its rows in place with exponential backoff (``scheduled_for``,
-doubling per attempt, capped at one hour) and stops the shard, so order holds.
+A message row is written in the same transaction as the change it describes (through
+:class:`shared.db.unit_of_work.UnitOfWork`). Messages of a *shard* (destination, scope, shard id) are
+processed in id order, by one drainer at a time; messages with the same (shard, category, object id)
+coalesce to the newest; a message is deleted only after its handler succeeded. Handlers run outside any
+transaction: a drainer first *claims* its shards by stamping ``claimed_until`` on their rows in a short
+transaction (row locks taken with ``SKIP LOCKED`` on PostgreSQL: a shard with a row locked by another
+drainer is busy and skipped; the single writer lock on SQLite), commits, calls the handler, then
+deletes the handled rows. A crashed drainer's claim expires after the lease. A failing handler leaves
+its rows in place with exponential backoff (``scheduled_for``, doubling per attempt, capped at one
+hour) and stops those shards, so order holds.
 
-A handler receives a *run* of messages, oldest first (at most ``Outbox.batch`` coalesced messages of
-one shard), so that it can deliver them with one call; it must apply them in order. :func:`each` adapts
-a handler of one message.
+One drain claims many shards and hands the handler *runs* of up to ``Outbox.batch`` coalesced
+messages, interleaving the shards and keeping each shard's order, so that it can deliver them with a
+few calls; a handler must apply a run in order. :func:`each` adapts a handler of one message.
 """
 
 from __future__ import annotations
@@ -169,6 +170,16 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class _Claim:
+    #: Each claimed shard's highest claimed message id.
+    bounds: dict[Shard, int]
+    #: The ids of the rows claimed.
+    ids: list[int]
+    #: Shards another drainer holds.
+    busy: set[Shard]
+
+
 class ShardBusy(Exception):
     """Another drainer holds the shard."""
 
@@ -323,19 +334,26 @@ class Outbox:
         background drainer, which drains shard by shard, takes them (and so isolates a bad message).
         Works at most ``budget_s`` when given. Returns messages done."""
         stop = None if budget_s is None else time.monotonic() + budget_s
-        claimed, stamped = self._claim_many(bounds, respect_schedule=respect_schedule)
-        if not claimed:
+        claim = self._claim_many(bounds, respect_schedule=respect_schedule)
+        return self._deliver(claim, handler, stop=stop, back_off=back_off, raise_errors=raise_errors)
+
+    def _deliver(
+        self, claim: _Claim, handler: Handler, *, stop: float | None, back_off: bool, raise_errors: bool
+    ) -> int:
+        """Hand the claimed shards' messages to ``handler`` in runs, deleting each run once it succeeded
+        and renewing the claim on the rest; release what is left at the end. Returns messages done."""
+        if not claim.bounds:
             return 0
         done = 0
-        ours = set(stamped)
+        ours = set(claim.ids)
         try:
-            order = self._interleaved(claimed)
+            order = self._interleaved(claim.bounds)
             for start in range(0, len(order), self.batch):
                 run = order[start : start + self.batch]
                 try:
                     handler([group[-1] for group in run])
                 except Exception as exc:
-                    _LOGGER.warning("outbox: delivery after commit failed (%s); the shards back off", exc)
+                    _LOGGER.warning("outbox: delivery failed (%s); the shards back off", exc)
                     for shard in {group[0].shard for group in order[start:]} if back_off else ():
                         self._back_off(shard)
                     if raise_errors:
@@ -351,14 +369,12 @@ class Outbox:
         finally:
             self._release_ids(sorted(ours))
 
-    def _claim_many(
-        self, bounds: Mapping[Shard, int], *, respect_schedule: bool = True
-    ) -> tuple[dict[Shard, int], list[int]]:
-        """Claim every shard that is free and due, up to its bound; returns the claimed shards' bounds
-        and the ids of the rows claimed."""
+    def _claim_many(self, bounds: Mapping[Shard, int], *, respect_schedule: bool = True) -> _Claim:
+        """Claim every shard that is free and due, up to its bound, in one transaction."""
         c, now = self._table.c, self._clock()
         claimed: dict[Shard, int] = {}
         stamp: list[int] = []
+        busy: set[Shard] = set()
         with self._engine.begin() as connection:
             for destination, scope, where in self._shard_sets(bounds):
                 query = select(c.id, c.shard_id, c.scheduled_for, c.claimed_until).where(where).order_by(c.id)
@@ -372,17 +388,21 @@ class Outbox:
                 per_shard: dict[int, list[Any]] = {}
                 for r in rows:
                     per_shard.setdefault(r.shard_id, []).append(r)
+                # Rows there that another drainer holds locked right now: the shard is busy.
+                busy.update(Shard(destination, scope, i) for i in present if i not in per_shard)
                 for shard_id, shard_rows in per_shard.items():
                     shard = Shard(destination, scope, shard_id)
                     top = shard_rows[-1].id
                     locked = {r.id for r in shard_rows}
                     if any(i not in locked for i in present.get(shard_id, ()) if i <= top):
-                        continue  # another drainer is claiming it
+                        busy.add(shard)  # another drainer is claiming it
+                        continue
                     mine = [r for r in shard_rows if r.id <= bounds[shard]]
                     if not mine or (respect_schedule and _aware(mine[0].scheduled_for) > now):
                         continue  # nothing up to the bound, or backing off
                     if any(r.claimed_until is not None and _aware(r.claimed_until) > now for r in mine):
-                        continue  # claimed by a live drainer
+                        busy.add(shard)  # claimed by a live drainer
+                        continue
                     claimed[shard] = mine[-1].id
                     stamp.extend(r.id for r in mine)
             for start in range(0, len(stamp), 1000):
@@ -391,7 +411,7 @@ class Outbox:
                     .where(c.id.in_(stamp[start : start + 1000]))
                     .values(claimed_until=now + self._lease)
                 )
-        return claimed, stamp
+        return _Claim(claimed, stamp, busy)
 
     def _interleaved(self, claimed: Mapping[Shard, int]) -> list[list[Message]]:
         """Every claimed shard's coalesced groups, interleaved round by round (each shard's order kept);
@@ -428,23 +448,6 @@ class Outbox:
             order.extend(shard_groups[position] for shard_groups in groups if position < len(shard_groups))
         return order
 
-    def drain_now(
-        self, shard: Shard, handler: Handler, *, wait_s: float = 20.0, budget_s: float | None = None
-    ) -> None:
-        """Drain a shard right away, including what handlers add to it: wait up to ``wait_s`` for another
-        drainer that holds it, and work at most ``budget_s`` when given (the rest stays for later)."""
-        start = time.monotonic()
-        stop = None if budget_s is None else start + budget_s
-        while self.last_id([shard]):
-            if stop is not None and time.monotonic() > stop:
-                return
-            try:
-                self.drain_shard(shard, handler, deadline=stop)
-            except ShardBusy:
-                if time.monotonic() > start + wait_s:
-                    return
-                time.sleep(0.05)
-
     def drain_shard(
         self,
         shard: Shard,
@@ -454,105 +457,18 @@ class Outbox:
         respect_schedule: bool = False,
         deadline: float | None = None,
     ) -> int:
-        """Process the shard's messages (ids up to ``up_to``, if given) in order; returns how many. With
-        a ``deadline`` (``time.monotonic()``), stop between messages once it has passed and leave the rest.
+        """Process one shard's messages (ids up to ``up_to``, if given) in order; returns how many. With
+        a ``deadline`` (``time.monotonic()``), stop between runs once it has passed and leave the rest.
 
         Raises :class:`ShardBusy` when another drainer holds the shard, and the handler's error when a
-        message fails (its rows then wait with backoff)."""
-        bound = self._claim(shard, up_to, respect_schedule)
+        run fails (the shard then waits with backoff)."""
+        bound = up_to if up_to is not None else self.last_id([shard]).get(shard)
         if bound is None:
             return 0
-        done = 0
-        try:
-            while True:
-                groups = self._next_groups(shard, bound)
-                if not groups:
-                    return done
-                try:
-                    handler([group[-1] for group in groups])
-                except Exception:
-                    self._back_off(shard)
-                    raise
-                self._finish(shard, [m.id for group in groups for m in group], bound)
-                done += len(groups)
-                if deadline is not None and time.monotonic() > deadline:
-                    return done
-        finally:
-            self._release(shard, bound)
-
-    def _claim(self, shard: Shard, up_to: int | None, respect_schedule: bool) -> int | None:
-        """Stamp the shard's rows as ours; the highest id to process, or None when there is nothing."""
-        c, now = self._table.c, self._clock()
-        with self._engine.begin() as connection:
-            query = select(c.id, c.scheduled_for, c.claimed_until).where(self._in_shard(shard)).order_by(c.id)
-            if connection.dialect.name == "postgresql":
-                # Lock the shard's rows first (so the claims read below are current), skipping rows another
-                # drainer is claiming right now: if any row up to the newest we locked was skipped, the
-                # shard is busy (rows after it are messages committed since).
-                rows = connection.execute(query.with_for_update(skip_locked=True)).all()
-                present = connection.execute(select(c.id).where(self._in_shard(shard))).scalars().all()
-                top = rows[-1].id if rows else None
-                locked = {r.id for r in rows}
-                if present and (top is None or any(i not in locked for i in present if i <= top)):
-                    raise ShardBusy(str(shard))
-            else:  # SQLite: this transaction holds the database's single writer lock
-                rows = connection.execute(query).all()
-            if up_to is not None:
-                rows = [r for r in rows if r.id <= up_to]
-            if not rows:
-                return None
-            if any(r.claimed_until is not None and _aware(r.claimed_until) > now for r in rows):
-                raise ShardBusy(str(shard))
-            if respect_schedule and _aware(rows[0].scheduled_for) > now:
-                return None
-            bound = rows[-1].id
-            connection.execute(
-                update(self._table)
-                .where(self._in_shard(shard), c.id <= bound)
-                .values(claimed_until=now + self._lease)
-            )
-            return int(bound)
-
-    def _next_groups(self, shard: Shard, bound: int) -> list[list[Message]]:
-        """The next run: the oldest messages of the shard (up to ``bound``), each with every later message
-        it coalesces with, in order of their oldest message; at most ``batch`` groups."""
-        c = self._table.c
-        with self._engine.connect() as connection:
-            heads = connection.execute(
-                select(c.category, c.object_id)
-                .where(self._in_shard(shard), c.id <= bound)
-                .order_by(c.id)
-                .limit(self.batch)
-            ).all()
-            if not heads:
-                return []
-            keys = list(dict.fromkeys((int(h.category), int(h.object_id)) for h in heads))
-            wanted = set(keys)
-            groups: dict[tuple[int, int], list[Message]] = {key: [] for key in keys}
-            rows = connection.execute(
-                select(c.id, c.category, c.object_id, c.payload, c.attempts)
-                .where(
-                    self._in_shard(shard),
-                    c.id <= bound,
-                    c.category.in_({k[0] for k in keys}),
-                    c.object_id.in_({k[1] for k in keys}),
-                )
-                .order_by(c.id)
-            ).all()
-        for r in rows:
-            key = (int(r.category), int(r.object_id))
-            if key in wanted:
-                groups[key].append(
-                    Message(
-                        r.id,
-                        shard,
-                        OutboxCategory(r.category),
-                        r.object_id,
-                        json.loads(r.payload) if r.payload else None,
-                        r.attempts,
-                    )
-                )
-        return [groups[key] for key in keys if groups[key]]
+        claim = self._claim_many({shard: bound}, respect_schedule=respect_schedule)
+        if shard in claim.busy:
+            raise ShardBusy(str(shard))
+        return self._deliver(claim, handler, stop=deadline, back_off=True, raise_errors=True)
 
     def _delete(self, ids: Sequence[int], *, renew: Sequence[int] = ()) -> None:
         """Delete handled messages and renew the claim on ``renew`` (the rest of ours) in one transaction."""
@@ -576,18 +492,6 @@ class Outbox:
                     update(self._table).where(c.id.in_(ids[start : start + 1000])).values(claimed_until=None)
                 )
 
-    def _finish(self, shard: Shard, ids: Sequence[int], bound: int) -> None:
-        """Delete handled messages and renew the claim on the rest of ours (ids up to ``bound``)."""
-        c, now = self._table.c, self._clock()
-        with self._engine.begin() as connection:
-            for start in range(0, len(ids), 1000):
-                connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
-            connection.execute(
-                update(self._table)
-                .where(self._in_shard(shard), c.id <= bound, c.claimed_until.is_not(None))
-                .values(claimed_until=now + self._lease)
-            )
-
     def _back_off(self, shard: Shard) -> None:
         c, now = self._table.c, self._clock()
         with self._engine.begin() as connection:
@@ -599,12 +503,4 @@ class Outbox:
                 update(self._table)
                 .where(self._in_shard(shard))
                 .values(attempts=attempts + 1, scheduled_from=now, scheduled_for=now + delay)
-            )
-
-    def _release(self, shard: Shard, bound: int) -> None:
-        """Give up our claim (rows up to ``bound``); rows added since may be another drainer's."""
-        c = self._table.c
-        with self._engine.begin() as connection:
-            connection.execute(
-                update(self._table).where(self._in_shard(shard), c.id <= bound).values(claimed_until=None)
             )

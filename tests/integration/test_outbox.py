@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -174,6 +174,30 @@ def test_a_failed_delivery_after_commit_keeps_the_commit_and_backs_off(engine: E
     assert (due if due.tzinfo else due.replace(tzinfo=UTC)) > datetime.now(UTC)
 
 
+def test_the_sweep_isolates_a_shard_whose_message_fails(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for shard_id in (1, 2, 3):
+            enqueue(connection, REGION_OUTBOX, shard(shard_id), MEMBER, shard_id)
+    outbox = Outbox(engine, REGION_OUTBOX)
+    handled: list[int] = []
+
+    def handler(messages: Sequence[Message]) -> None:
+        if any(m.object_id == 2 for m in messages):
+            raise ValueError("a message control refuses")
+        handled.extend(m.object_id for m in messages)
+
+    # The run over all three shards fails; shard by shard, only shard 2 fails and backs off.
+    assert outbox.drain_due(handler) == 2
+    assert sorted(handled) == [1, 3]
+    with engine.begin() as connection:
+        assert connection.execute(select(REGION_OUTBOX.c.shard_id, REGION_OUTBOX.c.attempts)).all() == [
+            (2, 1)
+        ]
+        enqueue(connection, REGION_OUTBOX, shard(2), MEMBER, 9)
+    # A new message does not make a backing-off shard due: the shard backs off as a whole.
+    assert outbox.due_shards() == []
+
+
 def test_failure_keeps_the_message_and_backs_off_up_to_an_hour(engine: Engine) -> None:
     clock = Clock()
     with engine.begin() as connection:
@@ -207,7 +231,7 @@ def test_a_claimed_shard_is_busy_until_its_claim_expires(engine: Engine) -> None
     with engine.begin() as connection:
         enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
     first, second = Outbox(engine, REGION_OUTBOX, clock=clock), Outbox(engine, REGION_OUTBOX, clock=clock)
-    assert first._claim(shard(), None, respect_schedule=False) is not None  # then the drainer "dies"
+    assert first._claim_many(first.last_id([shard()])).bounds  # then the drainer "dies"
     with pytest.raises(ShardBusy):
         second.drain_shard(shard(), each(lambda m: None))
     assert second.due_shards() == []
