@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from region.bootstrap import bootstrap
@@ -12,7 +13,7 @@ from shared import service
 from shared.cli import CliError, add_rpc_arguments, add_server_arguments, env_default, rpc_settings
 from shared.config import data_dir, parse_address, sqlite_url
 from shared.db.engine import describe, make_engine
-from shared.launcher import ping_round_trip
+from shared.launcher import LocalSilos, ping_round_trip
 from shared.relocation.spec import ImportScope
 
 
@@ -56,6 +57,16 @@ def scope_filters(args: argparse.Namespace, verb: str) -> ScopeFilters:
         return None if not value else frozenset(value.split(","))
 
     return ScopeFilters(scope, split(args.filter_usernames), split(args.filter_org_slugs))
+
+
+def control_or_local(args: argparse.Namespace, stack: ExitStack) -> None:
+    """Use the control silo the flags or environment name; with none, start the embedded default (a
+    local control silo and region on SQLite) for the length of ``stack`` and point ``args`` at it."""
+    if args.control_address or env_default("SILOPORT_CONTROL_ADDRESS"):
+        return
+    silos = LocalSilos.start(data_dir(), region_name=args.name)
+    stack.callback(silos.stop)
+    args.control_address = silos.control.address
 
 
 def settings_from(args: argparse.Namespace, *, migrate: bool = True) -> RegionSettings:

@@ -11,16 +11,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from region.bootstrap import bootstrap
-from region.cli import add_region_database_arguments, scope_filters, settings_from
+from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
 from region.db.exports import RegionRows
 from region.exporter.console import ConsoleExportProgress
 from region.exporter.engine import Exporter, ExportSummary
 from region.exporter.options import DEFAULT_PAGE_SIZE, ExportOptions
 from region.exporter.ports import RowSource
 from region.rpc.export_client import ControlRows
-from shared.cli import CliError, add_rpc_arguments, env_default
-from shared.config import data_dir
-from shared.launcher import LocalSilos
+from shared.cli import CliError, add_rpc_arguments
 from shared.relocation.archive import load_public_key, write_encrypted_archive
 from shared.relocation.spec import ImportScope, Silo
 
@@ -46,11 +44,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
 
 def _sources(args: argparse.Namespace, stack: ExitStack) -> dict[Silo, RowSource]:
     """Region models from the region database, control models from control over gRPC."""
-    control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
-    if not control_address:
-        silos = LocalSilos.start(data_dir(), region_name=args.name)
-        stack.callback(silos.stop)
-        args.control_address = silos.control.address
+    control_or_local(args, stack)
     # An export only reads: it refuses a database that is not migrated instead of migrating it.
     app = bootstrap(settings_from(args, migrate=False))
     stack.callback(app.close)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from region.bootstrap import bootstrap
-from region.cli import add_region_database_arguments, scope_filters, settings_from
+from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.engine import ImportSummary
 from region.importer.errors import NotAnExport
@@ -22,7 +22,6 @@ from region.importer.scan import Scan, scan_export
 from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
 from shared.errors import SharedError
-from shared.launcher import LocalSilos
 from shared.relocation.archive import Decryptor, GcpKmsDecryptor, PrivateKeyDecryptor, plain_export
 from shared.relocation.findings import Finding, FindingsLog
 from shared.relocation.spec import ImportScope
@@ -159,10 +158,7 @@ def _import(
     )
     if not _confirm(args, scan, options, target):
         return None
-    if not control_address:
-        silos = LocalSilos.start(data_dir(), region_name=args.name)
-        stack.callback(silos.stop)
-        args.control_address = silos.control.address
+    control_or_local(args, stack)
     app = bootstrap(settings_from(args))
     stack.callback(app.close)
     app.prepare_database()

@@ -41,7 +41,7 @@ def _load(name: str, decryptor: Decryptor | None, work: Path) -> ExportContents:
         raise CliError(f"{name}: no such file")
     plain = plain_export(path, decryptor, work, name=name)
     try:
-        with plain.open(encoding="utf-8", newline="") as stream:
+        with plain.open(encoding="utf-8-sig", newline="") as stream:  # as import: a BOM is accepted
             return load_export(stream, name)
     except UnicodeDecodeError as exc:
         raise BadCompareInput(f"{name}: not UTF-8 text ({exc.reason}); an export is a JSON list") from None

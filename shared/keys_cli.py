@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.cli import CliError
+from shared.relocation.archive_keys import spki_pem
 
 DEFAULT_BITS = 4096
 MIN_BITS = 2048
@@ -63,9 +64,7 @@ def _generate(args: argparse.Namespace) -> int:
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public_pem = spki_pem(key.public_key())
     _write_new(private_path, private_pem, 0o600, force=args.force)
     try:
         _write_new(public_path, public_pem, 0o644, force=args.force)

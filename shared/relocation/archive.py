@@ -214,8 +214,7 @@ def _first_significant_bytes(data: bytes, stream: BinaryIO) -> tuple[bytes, int,
 
 
 def _private_file(workdir: Path, prefix: str) -> tuple[BinaryIO, Path]:
-    fd, name = tempfile.mkstemp(dir=workdir, prefix=prefix, suffix=".json")
-    os.fchmod(fd, 0o600)
+    fd, name = tempfile.mkstemp(dir=workdir, prefix=prefix, suffix=".json")  # mode 0600
     return os.fdopen(fd, "wb"), Path(name)
 
 

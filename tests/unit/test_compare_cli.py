@@ -123,3 +123,12 @@ def test_the_import_scope_explains_what_it_resets(tmp_path: Path) -> None:
     assert main(["compare", str(SOURCE), str(right)]) == 1
     assert main(["compare", str(SOURCE), str(right), "--import-scope", "config"]) == 1
     assert main(["compare", str(SOURCE), str(right), "--import-scope", "organizations"]) == 0
+
+
+def test_an_export_with_a_byte_order_mark_compares_as_import_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marked = tmp_path / "marked.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + SOURCE.read_bytes())
+    assert main(["compare", str(SOURCE), str(marked)]) == 0
+    assert capsys.readouterr().out.endswith("equal: 31 and 31 instances\n")
