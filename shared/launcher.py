@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -34,12 +35,34 @@ class LaunchError(SharedError):
     """A silo process did not start or did not become healthy."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A port free right now on 127.0.0.1 (for a peer address that must be known before start)."""
+    """A port free right now on 127.0.0.1 (for a peer address that must be known before start).
+
+    It is taken from below the kernel's ephemeral range, so that no process binding port 0 (a silo
+    started with ``--listen 127.0.0.1:0``, an outbound connection) can be given it before its owner
+    starts; a port handed out by binding port 0 could be handed out again at once."""
+    low, _high = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 @dataclass
