@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -205,10 +205,8 @@ class SlugService:
         """The first of this import's candidates for the organization that is free or already its own
         (``holders`` caches who holds which slug)."""
         base = slugify(wanted, SLUG_LENGTH)
-        candidates = [] if needs_suffix("sentry.organization", base) else [base]
-        candidates += suffixed_candidates(
-            base or "org", SLUG_LENGTH, suffix_rng(import_id, "slug", organization_id)
-        )
+        candidates = _candidates(import_id, organization_id, base)
+        candidate = base
         for candidate in candidates:
             if candidate not in holders:
                 holders[candidate] = session.scalar(
@@ -221,7 +219,7 @@ class SlugService:
                 and holder.reservation_type == ReservationType.PRIMARY
             ):
                 return candidate
-        return candidates[-1]  # all taken: the unique index refuses it and the transaction is retried
+        return candidate  # all taken: the unique index refuses it and the transaction is retried
 
     def _answer(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
         """Each organization's final slug, recorded against the import (read in bulk)."""
@@ -331,22 +329,24 @@ class SlugService:
                         )
                     )
             session.flush()  # the aliases' slugs are free for the PRIMARY reservations below
+            answered = _recorded_requests(session, aliases)
             taking: list[tuple[OrganizationSlugReservation, OrganizationSlugReservation]] = []
             for alias in aliases:
                 refusal = refusals.get(alias.organization_id, "the region did not answer for it")
                 if alias.import_id:
                     # The answer is recorded with the swap, so a retry of the import (even after this
                     # process died, or when another process's drainer did the swap) gets the same one.
-                    session.merge(
-                        SlugRequest(
+                    key = (alias.import_id, alias.region_name, alias.organization_id)
+                    request = answered.get(key)
+                    if request is None:
+                        request = answered[key] = SlugRequest(
                             import_id=alias.import_id,
                             region_name=alias.region_name,
                             organization_id=alias.organization_id,
-                            wanted=alias.slug,
-                            final=alias.slug,
-                            refusal=refusal,
                         )
-                    )
+                        session.add(request)
+                    request.wanted = request.final = alias.slug
+                    request.refusal = refusal
                 if refusal is not None:
                     continue
                 primary = primaries.get((alias.region_name, alias.organization_id))
@@ -424,6 +424,34 @@ class SlugService:
                 row.slug, row.name = update.slug, update.name
                 row.region_name, row.status = update.region_name, update.status
         return rejected
+
+
+def _candidates(import_id: str, organization_id: int, base: str) -> Iterator[str]:
+    """The slugs to try for an organization, in order: the one asked for (unless it may not be used),
+    then this import's suffixed ones, made only when they are reached."""
+    if not needs_suffix("sentry.organization", base):
+        yield base
+    yield from suffixed_candidates(base or "org", SLUG_LENGTH, suffix_rng(import_id, "slug", organization_id))
+
+
+def _recorded_requests(
+    session: Session, aliases: Sequence[OrganizationSlugReservation]
+) -> dict[tuple[str, str, int], SlugRequest]:
+    """The recorded answers for these aliases' imports and organizations, read in bulk."""
+    keys = {(a.import_id, a.region_name, a.organization_id) for a in aliases if a.import_id}
+    organization_ids = sorted({key[2] for key in keys})
+    found: dict[tuple[str, str, int], SlugRequest] = {}
+    for start in range(0, len(organization_ids), 500):
+        for request in session.scalars(
+            select(SlugRequest).where(
+                SlugRequest.import_id.in_(sorted({key[0] for key in keys})),
+                SlugRequest.organization_id.in_(organization_ids[start : start + 500]),
+            )
+        ):
+            key = (request.import_id, request.region_name, request.organization_id)
+            if key in keys:
+                found[key] = request
+    return found
 
 
 def _requests_and_reservations(

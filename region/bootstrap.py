@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TextIO
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from region.config import RegionSettings
@@ -23,6 +23,7 @@ from region.organizations import OrganizationService, organization_shard, produc
 from region.rpc.control_client import ControlBatchWriter, GrpcControlClient
 from region.rpc.servicer import RegionServicer
 from shared import service
+from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
 from shared.db.relocation_writer import BatchWriter
 from shared.relocation.findings import FindingsLog
@@ -59,6 +60,11 @@ class RegionApp:
         """The import engine, writing region models here and control models through control."""
         if self.control is None:
             raise ControlNotConfigured("an import needs the control silo: give --control-address")
+        # Each batch's messages to control (members, team memberships) are delivered on a thread of
+        # their own while the next batch is written; the engine settles it before the slug step and
+        # at the end, so the import still ends with control up to date.
+        organizations = self.organizations
+        delivery = BackgroundDelivery(organizations.outbox, organizations.handle)
         return ImportEngine(
             options,
             open_source=open_source,
@@ -69,7 +75,8 @@ class RegionApp:
                     RELOCATION_TABLES,
                     IMPORT_CHUNKS,
                     after_insert=produce_outbox,
-                    unit_of_work=self.organizations.unit_of_work,
+                    unit_of_work=lambda: organizations.unit_of_work(delivery),
+                    settle=delivery.close,
                 ),
                 Silo.CONTROL: ControlBatchWriter(self.control),
             },
@@ -106,12 +113,39 @@ class ImportSlugs:
     def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
         self._organizations.drain([organization_shard(organization_id) for organization_id in wanted])
         final = self._control.reserve_slugs(import_id, self._region, dict(wanted), timeout_s=self._timeout)
-        with self._sessions.begin() as session:
-            for organization_id, slug in final.items():
-                session.merge(
-                    ImportedOrganizationSlug(import_id=import_id, organization_id=organization_id, slug=slug)
-                )
+        record_slugs(self._sessions, import_id, final)
         return final
+
+
+def record_slugs(sessions: sessionmaker[Session], import_id: str, final: Mapping[int, str]) -> None:
+    """Record the import's final slugs in one transaction: the rows there are read in bulk and
+    updated, the others inserted with one statement (a retry records the same answer again)."""
+    ids = sorted(final)
+    with sessions.begin() as session:
+        recorded: dict[int, ImportedOrganizationSlug] = {}
+        for start in range(0, len(ids), 500):
+            for row in session.scalars(
+                select(ImportedOrganizationSlug).where(
+                    ImportedOrganizationSlug.import_id == import_id,
+                    ImportedOrganizationSlug.organization_id.in_(ids[start : start + 500]),
+                )
+            ):
+                recorded[row.organization_id] = row
+        fresh = []
+        for organization_id in ids:
+            held = recorded.get(organization_id)
+            if held is None:
+                fresh.append(
+                    {
+                        "import_id": import_id,
+                        "organization_id": organization_id,
+                        "slug": final[organization_id],
+                    }
+                )
+            else:
+                held.slug = final[organization_id]
+        if fresh:
+            session.execute(insert(ImportedOrganizationSlug), fresh)
 
 
 def bootstrap(settings: RegionSettings) -> RegionApp:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from region.rpc.control_client import (
     MemberTeamReplica,
     OrganizationMappingUpdate,
 )
+from shared.db.delivery import BackgroundDelivery
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import UnitOfWork
 
@@ -69,11 +70,40 @@ class OrganizationService:
         self.outbox = Outbox(engine, REGION_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
 
     def update_slugs_from_reservations(self, wanted: Sequence[tuple[int, str]]) -> list[SlugUpdate]:
-        """Give organizations the slugs control reserved for them, in one transaction (a savepoint each,
-        so a slug another organization here holds fails alone); control's mappings follow."""
+        """Give organizations the slugs control reserved for them, in one transaction: with one statement,
+        or, when a slug another organization here holds stops it, with a savepoint each, so that one
+        fails alone; control's mappings follow."""
         results: list[SlugUpdate] = []
         with self.unit_of_work() as work:
             connection = work.connection
+            known: set[int] = set()
+            ids = sorted({organization_id for organization_id, _slug in wanted})
+            for start in range(0, len(ids), 500):
+                known.update(
+                    connection.execute(
+                        select(ORGANIZATIONS.c.id).where(ORGANIZATIONS.c.id.in_(ids[start : start + 500]))
+                    ).scalars()
+                )
+            for organization_id in ids:
+                if organization_id not in known:
+                    raise UnknownOrganization(
+                        f"organization {organization_id} is not in region {self._region!r}"
+                    )
+            try:  # all at once; only when a slug is taken here, one savepoint per organization
+                with connection.begin_nested():
+                    connection.execute(
+                        update(ORGANIZATIONS)
+                        .where(ORGANIZATIONS.c.id == bindparam("organization_id"))
+                        .values(slug=bindparam("new_slug"), slug_ci=bindparam("new_slug_ci")),
+                        [
+                            {"organization_id": i, "new_slug": slug, "new_slug_ci": slug.casefold()}
+                            for i, slug in wanted
+                        ],
+                    )
+                results = [SlugUpdate(organization_id, slug) for organization_id, slug in wanted]
+                wanted = ()
+            except IntegrityError:
+                _LOGGER.info("a slug is taken in this region; renaming one organization at a time")
             for organization_id, slug in wanted:
                 try:
                     with connection.begin_nested():
@@ -175,9 +205,10 @@ class OrganizationService:
 
     # ---- the region outbox ----------------------------------------------------------------------------
 
-    def unit_of_work(self) -> UnitOfWork:
-        """A transaction whose outbox messages are delivered to control right after it commits."""
-        return UnitOfWork(self._engine, self.outbox, self.handle)
+    def unit_of_work(self, delivery: BackgroundDelivery | None = None) -> UnitOfWork:
+        """A transaction whose outbox messages are delivered to control right after it commits (by
+        ``delivery``'s thread when given)."""
+        return UnitOfWork(self._engine, self.outbox, self.handle, delivery=delivery)
 
     def drain(self, shards: Sequence[Shard], *, wait_s: float = 20.0) -> None:
         """Deliver these shards' messages now (many shards per call), waiting up to ``wait_s`` for

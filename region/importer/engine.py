@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +90,24 @@ class _Batch:
     records: list[tuple[Record, int]]
 
 
+@dataclass
+class _Prepared:
+    """A batch read and prepared, ready to send: its rows, and what to report once it is written."""
+
+    spec: ModelSpec
+    #: Instances of the export in the batch (written or not).
+    records: int
+    batch: Batch | None = None
+    where: dict[int, Record] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _needs(spec: ModelSpec) -> frozenset[str]:
+    """The models whose primary keys preparing a batch of ``spec`` looks up."""
+    return frozenset(fk.target for fk in spec.foreign_keys)
+
+
 class ImportEngine:
     def __init__(
         self,
@@ -134,15 +153,25 @@ class ImportEngine:
             # file by the first pass, so the second pass does not read and parse the whole export again.
             with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
                 with self._open() as stream:
-                    for batch in self._batches(
-                        read_records(stream, self._source), deferred=False, summary=summary, spool=spool
-                    ):
-                        self._write(batch, preparer, summary)
+                    self._write_all(
+                        self._batches(
+                            read_records(stream, self._source), deferred=False, summary=summary, spool=spool
+                        ),
+                        preparer,
+                        summary,
+                    )
+                self._settle()  # control has every member before it renames organizations
                 self._final_slugs()
                 spool.seek(0)
-                for batch in self._batches(_unspool(spool), deferred=True, summary=summary):
-                    self._write(batch, preparer, summary)
+                self._write_all(
+                    self._batches(_unspool(spool), deferred=True, summary=summary), preparer, summary
+                )
+                self._settle()
         except BaseException:
+            try:
+                self._settle()  # what was committed is still delivered
+            except Exception:  # the original error matters more
+                _LOGGER.exception("could not deliver the outbox of import %s", self.options.import_id)
             try:
                 self._ledger.fail(self.options.import_id)
             except Exception:  # the original error matters more than the ledger's
@@ -230,29 +259,64 @@ class ImportEngine:
 
     # ---- writing ------------------------------------------------------------------------------------
 
-    def _write(self, batch: _Batch, preparer: Preparer, summary: ImportSummary) -> None:
+    def _settle(self) -> None:
+        for writer in self._writers.values():
+            writer.settle()
+
+    def _write_all(self, batches: Iterator[_Batch], preparer: Preparer, summary: ImportSummary) -> None:
+        """Write the batches in order, with one batch in flight: while the owning silo writes batch k,
+        batch k+1 is read and prepared (unless it needs primary keys batch k brings). Batch k+1 is sent
+        only once batch k succeeded, so a failure leaves nothing written after it."""
+        if self.options.row_by_row:  # the per-row baseline works one step at a time, as Sentry does
+            for batch in batches:
+                self._apply(self._prepare(batch, preparer), None, summary)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="import-write") as pool:
+            flight: tuple[_Prepared, Future[BatchResult] | None] | None = None
+            for batch in batches:
+                if flight is not None and flight[0].spec.name in _needs(batch.spec):
+                    self._apply(*flight, summary)
+                    flight = None
+                prepared = self._prepare(batch, preparer)
+                if flight is not None:
+                    self._apply(*flight, summary)
+                sent = pool.submit(self._send, prepared) if prepared.batch is not None else None
+                flight = (prepared, sent)
+            if flight is not None:
+                self._apply(*flight, summary)
+
+    def _prepare(self, batch: _Batch, preparer: Preparer) -> _Prepared:
         spec = batch.spec
-        stats = summary.models.setdefault(spec.name, ModelStats())
+        prepared = _Prepared(spec, len(batch.records))
         rows: list[Row] = []
-        where: dict[int, Record] = {}
         for record, ordinal in batch.records:
-            where[record.pk] = record
+            prepared.where[record.pk] = record
             if spec.name == ORGANIZATION:
                 self._org_slugs[record.pk] = str(record.fields.get("slug") or "")
                 self._org_ordinals[record.pk] = ordinal
             row, findings = preparer.prepare(spec, record, ordinal)
-            for finding in findings:
-                self._findings.add(finding)
+            prepared.findings.extend(findings)
             if row is None:
-                stats.skipped += 1
+                prepared.skipped += 1
             else:
                 rows.append(row)
         if rows:
-            result = self._send(
-                spec, Batch(spec.name, batch.records[0][1], tuple(rows), self._batch_options()), where
-            )
+            prepared.batch = Batch(spec.name, batch.records[0][1], tuple(rows), self._batch_options())
+        return prepared
+
+    def _apply(self, prepared: _Prepared, sent: Future[BatchResult] | None, summary: ImportSummary) -> None:
+        """Take a batch's result (waiting for it) into the primary-key map, the findings and the summary."""
+        spec = prepared.spec
+        stats = summary.models.setdefault(spec.name, ModelStats())
+        for finding in prepared.findings:
+            self._findings.add(finding)
+        stats.skipped += prepared.skipped
+        if prepared.batch is not None:
+            result = sent.result() if sent is not None else self._send(prepared)
+            keep_values = spec.name == ORGANIZATION  # slugs are used later; usernames are not kept
             for entry in result.entries:
-                self._pkmap.insert(spec.name, entry.old_pk, entry.new_pk, entry.kind, entry.value)
+                value = entry.value if keep_values else None
+                self._pkmap.insert(spec.name, entry.old_pk, entry.new_pk, entry.kind, value)
                 stats.add(entry.kind)
             for finding in result.findings:
                 self._findings.add(finding)
@@ -260,7 +324,7 @@ class ImportEngine:
                 summary.replayed_batches += 1
             else:
                 summary.written_batches += 1
-        self._progress.advance(spec.name, len(batch.records))
+        self._progress.advance(spec.name, prepared.records)
 
     def _batch_options(self) -> BatchOptions:
         return BatchOptions(
@@ -272,11 +336,13 @@ class ImportEngine:
             no_bookkeeping=self.options.no_bookkeeping,
         )
 
-    def _send(self, spec: ModelSpec, batch: Batch, where: dict[int, Record]) -> BatchResult:
+    def _send(self, prepared: _Prepared) -> BatchResult:
+        spec, batch = prepared.spec, prepared.batch
+        assert batch is not None
         try:
             return self._writers[spec.silo].write(batch)
         except SharedError as exc:
-            raise self._failure(spec, batch, where, exc) from exc
+            raise self._failure(spec, batch, prepared.where, exc) from exc
 
     def _failure(
         self, spec: ModelSpec, batch: Batch, where: dict[int, Record], exc: SharedError

@@ -14,6 +14,11 @@ class Writer(Protocol):
 
     def write(self, batch: Batch) -> BatchResult: ...
 
+    def settle(self) -> None:
+        """Wait until what the written batches set going after their commit (outbox deliveries to the
+        other silo) is done."""
+        ...
+
 
 class Ledger(Protocol):
     """The region's record of imports."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from region.importer.options import ImportOptions
+from shared.relocation.pkmap import PkSet
 from shared.relocation.reader import ExportFormatError, Record, read_records
 from shared.relocation.registry import MODELS, lookup
 from shared.relocation.spec import ModelSpec
@@ -85,11 +86,11 @@ def check_record(source: str, spec: ModelSpec, record: Record) -> None:
             )
 
 
-def check_references(source: str, spec: ModelSpec, record: Record, pks: dict[str, set[int]]) -> None:
+def check_references(source: str, spec: ModelSpec, record: Record, pks: dict[str, PkSet]) -> None:
     """--strict: every reference must name an instance listed earlier in the export."""
     for fk in spec.foreign_keys:
         value = record.fields.get(fk.name)
-        if value is not None and value not in pks.get(fk.target, ()):
+        if value is not None and (fk.target not in pks or value not in pks[fk.target]):
             raise invalid(
                 source,
                 record,
@@ -144,7 +145,7 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
     counts: dict[str, int] = {}
     first_seen: dict[str, Record] = {}
     #: Every model's pks so far: duplicates are refused, and --strict checks references against them.
-    pks: dict[str, set[int]] = defaultdict(set)
+    pks: dict[str, PkSet] = defaultdict(PkSet)
     collector = _Collector(options)
     total = 0
     for record in read_records(reader, source):  # type: ignore[arg-type]
@@ -156,13 +157,12 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
                 raise invalid(source, record, "siloport does not know this model (--strict)")
             continue
         check_record(source, spec, record)
-        if record.pk in pks[spec.name]:
+        if not _INT64[0] <= record.pk <= _INT64[1]:
+            raise invalid(source, record, "pk does not fit in 64 bits")
+        if not pks[spec.name].add(record.pk):
             raise invalid(
                 source, record, "this pk appears twice for the model; an export lists each instance once"
             )
-        if not _INT64[0] <= record.pk <= _INT64[1]:
-            raise invalid(source, record, "pk does not fit in 64 bits")
-        pks[spec.name].add(record.pk)
         if options.strict:
             check_references(source, spec, record, pks)
         for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):

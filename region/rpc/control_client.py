@@ -149,3 +149,6 @@ class ControlBatchWriter:
 
     def write(self, batch: Batch) -> BatchResult:
         return self._client.import_batch(batch, timeout_s=self._timeout)
+
+    def settle(self) -> None:
+        """Nothing to wait for: control delivers its own outbox."""

@@ -102,6 +102,7 @@ class BatchWriter:
         *,
         after_insert: AfterInsert | None = None,
         unit_of_work: Callable[[], UnitOfWork] | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._tables = tables
@@ -110,6 +111,12 @@ class BatchWriter:
         self._after_insert = after_insert
         #: Each batch is one unit of work: its outbox messages are delivered right after its commit.
         self._unit_of_work = unit_of_work or (lambda: UnitOfWork(engine))
+        self._settle = settle
+
+    def settle(self) -> None:
+        """Wait for the deliveries the units of work handed to a background delivery, if any."""
+        if self._settle is not None:
+            self._settle()
 
     def write(self, batch: Batch) -> BatchResult:
         table = self._tables.get(batch.model)

@@ -1,6 +1,7 @@
 """The unit of work both silos write through: one transaction that rolls back unless committed, with
 the outbox messages describing its changes written in the same transaction and, after the commit,
-delivered right away up to what existed at commit (the background drainer takes whatever is left)."""
+delivered right away up to what existed at commit (the background drainer takes whatever is left), or
+handed to a :class:`shared.db.delivery.BackgroundDelivery` that delivers them while the writer goes on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
+from shared.db.delivery import BackgroundDelivery
 from shared.db.outbox import Handler, Outbox, OutboxCategory, Shard, enqueue_many
 
 #: A message to write: (shard, category, object id, payload).
@@ -28,11 +30,13 @@ class UnitOfWork:
         handler: Handler | None = None,
         *,
         drain_budget_s: float | None = None,
+        delivery: BackgroundDelivery | None = None,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._handler = handler
         self._budget = drain_budget_s
+        self._delivery = delivery
         self._session: Session | None = None
         self._shards: set[Shard] = set()
         self.committed = False
@@ -76,11 +80,15 @@ class UnitOfWork:
 
     def commit(self, *, drain: bool = True) -> dict[Shard, int]:
         """Commit; then (unless ``drain`` is false) deliver the shards written to, up to their newest
-        message at commit. Returns those bounds."""
+        message at commit, or hand them to the background delivery. Returns those bounds."""
         bounds = self._bounds()
         self.session.commit()
         self.committed = True
-        if drain and bounds and self._outbox is not None and self._handler is not None:
+        if not drain or not bounds:
+            return bounds
+        if self._delivery is not None:
+            self._delivery.submit(bounds)
+        elif self._outbox is not None and self._handler is not None:
             self._outbox.drain_committed(bounds, self._handler, budget_s=self._budget)
         return bounds
 

@@ -10,7 +10,7 @@ import re
 import secrets
 import string
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from random import Random
 from typing import Any
@@ -65,14 +65,12 @@ def needs_suffix(model: str, value: str) -> bool:
     return not value
 
 
-def suffixed_candidates(value: str, max_length: int, rng: Random) -> list[str]:
-    """The values to try, in order, when ``value`` is taken."""
-    out = []
+def suffixed_candidates(value: str, max_length: int, rng: Random) -> Iterator[str]:
+    """The values to try, in order, when ``value`` is taken (made as they are asked for)."""
     for length, tries in SUFFIX_PLAN:
         base = value[: max_length - length - 1]
         for _ in range(tries):
-            out.append(base + "-" + "".join(rng.choice(SUFFIX_ALPHABET) for _ in range(length)))
-    return out
+            yield base + "-" + "".join(rng.choice(SUFFIX_ALPHABET) for _ in range(length))
 
 
 def suffix_rng(import_id: str, model: str, old_pk: int) -> Random:

@@ -57,6 +57,36 @@ class _PkColumn:
         yield from self._other.items()
 
 
+class PkSet:
+    """A set of export pks in about 8 bytes each: an array while they arrive in increasing order (as
+    exports write them), a set for the few that do not."""
+
+    def __init__(self) -> None:
+        self._ordered = array("q")
+        self._other: set[int] = set()
+
+    def add(self, pk: int) -> bool:
+        """Add ``pk``; False when it was there already."""
+        if not self._ordered or pk > self._ordered[-1]:
+            self._ordered.append(pk)
+            return True
+        if pk in self:
+            return False
+        self._other.add(pk)
+        return True
+
+    def __contains__(self, pk: object) -> bool:
+        if not isinstance(pk, int):
+            return False
+        if pk in self._other:
+            return True
+        i = bisect_left(self._ordered, pk)
+        return i < len(self._ordered) and self._ordered[i] == pk
+
+    def __len__(self) -> int:
+        return len(self._ordered) + len(self._other)
+
+
 class PrimaryKeyMap:
     """Grows with the import (about 16 bytes per instance, plus the unique values the writer reports);
     kinds other than INSERTED are kept only for the few instances that have them."""

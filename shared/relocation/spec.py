@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class Silo(enum.Enum):
@@ -131,18 +132,24 @@ class ModelSpec:
         if not self.table:
             object.__setattr__(self, "table", "sentry_" + self.name.split(".", 1)[1])
 
-    @property
+    # Derived from the fields and computed once (the write path asks for them per row).
+
+    @cached_property
     def all_names(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields) | {fk.name for fk in self.foreign_keys}
 
+    @cached_property
+    def _foreign_keys(self) -> dict[str, ForeignKey]:
+        return {fk.name: fk for fk in self.foreign_keys}
+
     def foreign_key(self, name: str) -> ForeignKey | None:
-        return next((fk for fk in self.foreign_keys if fk.name == name), None)
+        return self._foreign_keys.get(name)
 
     def column(self, name: str) -> str:
-        fk = self.foreign_key(name)
+        fk = self._foreign_keys.get(name)
         return fk.column if fk else name
 
-    @property
+    @cached_property
     def folded(self) -> tuple[str, ...]:
         """String fields compared case-insensitively: each has a ``<name>_ci`` column holding its
         casefolded value, and unique keys use that column, so the database enforces them."""

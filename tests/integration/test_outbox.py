@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from region.db.models import REGION_OUTBOX
 from region.db.schema import MIGRATIONS
+from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
 from shared.db.outbox import (
     LEASE,
@@ -174,6 +176,81 @@ def test_a_failed_delivery_after_commit_keeps_the_commit_and_backs_off(engine: E
     assert (due if due.tzinfo else due.replace(tzinfo=UTC)) > datetime.now(UTC)
 
 
+def test_background_delivery_delivers_every_commit_in_order_while_the_writer_goes_on(
+    engine: Engine,
+) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+    handled: list[tuple[int, int]] = []
+    release = threading.Event()
+
+    def handler(messages: Sequence[Message]) -> None:
+        release.wait(10)  # the first drain is held up: the writer must not wait for it
+        handled.extend((m.shard.shard_id, m.object_id) for m in messages)
+
+    with BackgroundDelivery(outbox, handler) as delivery:
+        for batch in range(5):
+            with UnitOfWork(engine, outbox, handler, delivery=delivery) as work:
+                work.enqueue_many([(shard(s), MEMBER, 100 * batch + s, None) for s in (1, 2)])
+                work.commit()
+        assert handled == []  # every commit returned while the first delivery was still held up
+        release.set()
+        assert delivery.settle(10)
+        # Commits that arrived during a drain were merged into the next one.
+        assert 1 <= delivery.drains < 5
+        assert delivery.delivered == 10
+    for shard_id in (1, 2):
+        assert [o for s, o in handled if s == shard_id] == [100 * b + shard_id for b in range(5)]
+    assert rows(engine) == 0
+
+
+def test_background_delivery_waits_when_too_many_commits_are_pending(engine: Engine) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+    release = threading.Event()
+
+    def held(messages: Sequence[Message]) -> None:
+        release.wait(10)
+
+    with BackgroundDelivery(outbox, held, max_waiting=1) as delivery:
+        for batch in range(2):  # the first is being drained, the second waits
+            with UnitOfWork(engine, outbox, delivery=delivery) as work:
+                work.enqueue(shard(), MEMBER, batch)
+                work.commit()
+        submitted = threading.Event()
+
+        def third() -> None:
+            with UnitOfWork(engine, outbox, delivery=delivery) as work:
+                work.enqueue(shard(), MEMBER, 3)
+                work.commit()
+            submitted.set()
+
+        writer = threading.Thread(target=third)
+        writer.start()
+        assert not submitted.wait(0.5)  # held back: one commit is already waiting
+        release.set()
+        assert submitted.wait(10)
+        writer.join()
+    assert rows(engine) == 0
+
+
+def test_a_failed_background_delivery_keeps_the_commit_and_backs_off(engine: Engine) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+
+    def fail(messages: Sequence[Message]) -> None:
+        raise ConnectionError("control is down")
+
+    with BackgroundDelivery(outbox, fail) as delivery:
+        with UnitOfWork(engine, outbox, delivery=delivery) as work:
+            work.enqueue(shard(), ORG, 1)
+            work.commit()
+        assert delivery.settle(10)
+        assert delivery.delivered == 0
+    with engine.connect() as connection:
+        assert connection.execute(select(REGION_OUTBOX.c.object_id, REGION_OUTBOX.c.attempts)).all() == [
+            (1, 1)
+        ]
+    assert outbox.due_shards() == []  # backing off: the background drainer takes it later
+
+
 def test_the_sweep_isolates_a_shard_whose_message_fails(engine: Engine) -> None:
     with engine.begin() as connection:
         for shard_id in (1, 2, 3):
@@ -242,7 +319,8 @@ def test_a_claimed_shard_is_busy_until_its_claim_expires(engine: Engine) -> None
 DRAINER = textwrap.dedent("""
     import json, os, sys, time
     from region.db.models import REGION_OUTBOX
-    from shared.db.engine import make_engine
+    from shared.db.delivery import BackgroundDelivery
+from shared.db.engine import make_engine
     from shared.db.outbox import Outbox, each
     engine = make_engine(sys.argv[1])
     outbox = Outbox(engine, REGION_OUTBOX)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from shared.relocation.pkmap import ImportKind, PrimaryKeyMap
+from shared.relocation.pkmap import ImportKind, PkSet, PrimaryKeyMap
 
 
 def test_the_map_agrees_with_a_dict_for_ordered_and_unordered_pks() -> None:
@@ -31,3 +31,17 @@ def test_kinds_and_values_follow_the_latest_insert() -> None:
     pkmap.insert("sentry.user", 5, 51, ImportKind.INSERTED)
     assert (pkmap.get("sentry.user", 5), pkmap.kind("sentry.user", 5)) == (51, ImportKind.INSERTED)
     assert pkmap.value("sentry.user", 5) == "alice"
+
+
+def test_the_pk_set_agrees_with_a_set_and_reports_repeats() -> None:
+    rng = random.Random(11)
+    reference: set[int] = set()
+    pks = PkSet()
+    for step in range(20_000):
+        pk = step * 2 + rng.randint(0, 1) if rng.random() < 0.8 else rng.randint(-50, 50_000)
+        assert pks.add(pk) is (pk not in reference)
+        reference.add(pk)
+        probe = rng.randint(-60, 41_000)
+        assert (probe in pks) is (probe in reference)
+    assert len(pks) == len(reference)
+    assert "1" not in pks
