@@ -64,6 +64,8 @@ class Figures:
     #: model -> (instances, seconds), from the importer's progress lines
     per_model: dict[str, tuple[int, float]] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    #: process -> CPU seconds (user + system) it used
+    cpu_s: dict[str, float] = field(default_factory=dict)
     rpcs: dict[str, dict[str, int]] = field(default_factory=dict)
     copy_s: float = 0.0
     copy_rows: int = 0
@@ -106,6 +108,12 @@ def _peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024 / MiB
     return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a live process, from the kernel's accounting."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _served(log: Path) -> dict[str, int]:
@@ -162,7 +170,7 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
         try:
             control.wait_healthy()
             region.wait_healthy()
-            figures.wall_s, figures.peak_rss_mib["importer"], stderr = _import(
+            figures.wall_s, figures.peak_rss_mib["importer"], figures.cpu_s["importer"], stderr = _import(
                 export,
                 region_url=urls["region"],
                 control_address=control.address,
@@ -173,6 +181,8 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
             )
             figures.peak_rss_mib["control"] = _peak_rss_mib(control.process.pid)
             figures.peak_rss_mib["region"] = _peak_rss_mib(region.process.pid)
+            figures.cpu_s["control"] = _cpu_s(control.process.pid)
+            figures.cpu_s["region"] = _cpu_s(region.process.pid)
         finally:
             region.stop()
             control.stop()
@@ -204,8 +214,9 @@ def _import(
     mode: str,
     options: BenchOptions,
     logs: Path,
-) -> tuple[float, float, str]:
-    """Run the importer; its wall time, its peak RSS (from the kernel's accounting) and its stderr."""
+) -> tuple[float, float, float, str]:
+    """Run the importer; its wall time, its peak RSS and CPU seconds (from the kernel's accounting) and
+    its stderr."""
     args = [
         str(Path(sys.executable).with_name("siloport")),
         "import", "organizations", str(export), "--no-prompt",
@@ -225,7 +236,7 @@ def _import(
     stderr = err_path.read_text()
     if process.returncode != 0:
         raise BenchError(f"the import failed with exit code {process.returncode}:\n{stderr[-2000:]}")
-    return wall, usage.ru_maxrss * 1024 / MiB, stderr
+    return wall, usage.ru_maxrss * 1024 / MiB, usage.ru_utime + usage.ru_stime, stderr
 
 
 def copy_reference(libpq_url: str, tables: Iterable[Table]) -> tuple[float, int]:
@@ -271,6 +282,12 @@ def report(figures: Figures) -> None:
         f"import / COPY = {figures.ratio:.1f}x"
     )
     print("   peak RSS: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in figures.peak_rss_mib.items()))
+    print(
+        "   CPU seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in figures.cpu_s.items())
+        + f" (the machine has {os.cpu_count()} cores: {os.cpu_count() or 1} x wall = "
+        f"{(os.cpu_count() or 1) * figures.wall_s:.0f} s; PostgreSQL's own work is not counted)"
+    )
     for silo, calls in figures.rpcs.items():
         listed = ", ".join(f"{m} {n:,}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1]))
         print(f"   RPCs served by {silo}: {sum(calls.values()):,} ({listed})")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,13 +100,27 @@ class SlugService:
 
     def reserve(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
         self._regions.peer(region_name)  # an unknown region is an error before anything is written
+        started = time.monotonic()
         pending = self._hold_aliases(import_id, region_name, wanted)
+        held = time.monotonic()
         self._outbox.drain_all_now(
             [shard_of(region_name, organization_id) for organization_id in pending],
             self._deliver,
             wait_s=remaining(self._drain_wait),  # never past the caller's deadline
         )
-        return self._answer(import_id, region_name, wanted)
+        drained = time.monotonic()
+        answer = self._answer(import_id, region_name, wanted)
+        _LOGGER.info(
+            "slugs of %d organization(s) of import %s in region %s: %.2f s holding and renaming, "
+            "%.2f s draining, %.2f s answering",
+            len(wanted),
+            import_id,
+            region_name,
+            held - started,
+            drained - held,
+            time.monotonic() - drained,
+        )
+        return answer
 
     def _hold_aliases(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> list[int]:
         for attempt in range(5):

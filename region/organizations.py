@@ -8,7 +8,8 @@ drained after the commit, with no transaction open while control is called.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
@@ -27,12 +28,14 @@ from region.rpc.control_client import (
     OrganizationMappingUpdate,
 )
 from shared.db.delivery import BackgroundDelivery
-from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
-from shared.db.unit_of_work import UnitOfWork
+from shared.db.outbox import IDS, Message, Outbox, OutboxCategory, OutboxScope, Shard
+from shared.db.unit_of_work import Outgoing, UnitOfWork
 
 _LOGGER = logging.getLogger(__name__)
 #: Longest a slug callback from control spends delivering this region's outbox before it answers.
 CALLBACK_DRAIN_S = 2.0
+#: Most members (or team memberships) read and sent to control in one call.
+PER_CALL = 2000
 ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
 MEMBERS = RELOCATION_TABLES["sentry.organizationmember"]
 MEMBER_TEAMS = RELOCATION_TABLES["sentry.organizationmemberteam"]
@@ -74,6 +77,7 @@ class OrganizationService:
         or, when a slug another organization here holds stops it, with a savepoint each, so that one
         fails alone; control's mappings follow."""
         results: list[SlugUpdate] = []
+        started = time.monotonic()
         with self.unit_of_work() as work:
             connection = work.connection
             known: set[int] = set()
@@ -139,7 +143,15 @@ class OrganizationService:
             bounds = work.commit(drain=False)
         # Deliver the mappings now if the shards are short; a backlog must not hold up control's call, so
         # the rest is left to the background drainer once the budget is spent.
-        self.outbox.drain_committed(bounds, self.handle, budget_s=CALLBACK_DRAIN_S)
+        renamed = time.monotonic()
+        delivered = self.outbox.drain_committed(bounds, self.handle, budget_s=CALLBACK_DRAIN_S)
+        _LOGGER.info(
+            "renamed %d organization(s) in %.2f s; delivered %d mapping message(s) in %.2f s",
+            len(results),
+            renamed - started,
+            delivered,
+            time.monotonic() - renamed,
+        )
         return results
 
     def upsert_replicas(self, reservations: Sequence[OrganizationSlugReservationReplica]) -> None:
@@ -219,8 +231,8 @@ class OrganizationService:
         return self.outbox.drain_due(self.handle)
 
     def handle(self, messages: Sequence[Message]) -> None:
-        """Deliver a run of one shard's messages in order: consecutive member and member-team messages
-        go to control in one call each."""
+        """Deliver a run of messages in order: consecutive member and member-team messages go to control
+        in as few calls as their number allows."""
         if self._control is None:
             raise RegionError("this region has no control address; its outbox cannot be delivered")
         control = self._control
@@ -252,54 +264,62 @@ class OrganizationService:
 
     def _members_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         m = MEMBERS.c
-        with self._engine.connect() as connection:
-            members = connection.execute(
-                select(m.id, m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
-                    m.id.in_([message.object_id for message in messages])
+        for part in _parts([i for message in messages for i in message.object_ids]):
+            with self._engine.connect() as connection:
+                members = connection.execute(
+                    select(m.id, m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
+                        m.id.in_(part)
+                    )
+                ).all()
+            by_id = {member.id: member for member in members}
+            updates = [
+                MemberMapping(
+                    organization_id=member.organization_id,
+                    member_id=member.id,
+                    user_id=member.user_id,
+                    email=member.email,
+                    role=member.role,
+                    invite_status=member.invite_status or 0,
                 )
-            ).all()
-        by_id = {member.id: member for member in members}
-        updates = [
-            MemberMapping(
-                organization_id=member.organization_id,
-                member_id=member.id,
-                user_id=member.user_id,
-                email=member.email,
-                role=member.role,
-                invite_status=member.invite_status or 0,
-            )
-            for member in (by_id.get(message.object_id) for message in messages)
-            if member is not None  # deleted since: nothing to map
-        ]
-        if updates:
-            control.upsert_member_mappings(self._region, updates)
+                for member in (by_id.get(i) for i in part)
+                if member is not None  # deleted since: nothing to map
+            ]
+            if updates:
+                control.upsert_member_mappings(self._region, updates)
 
     def _member_teams_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         t = MEMBER_TEAMS.c
-        with self._engine.connect() as connection:
-            rows = connection.execute(
-                select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(
-                    t.id.in_([message.object_id for message in messages])
+        organization_of = {i: message.shard.shard_id for message in messages for i in message.object_ids}
+        for part in _parts([i for message in messages for i in message.object_ids]):
+            with self._engine.connect() as connection:
+                rows = connection.execute(
+                    select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(t.id.in_(part))
+                ).all()
+            by_id = {row.id: row for row in rows}
+            updates = [
+                MemberTeamReplica(
+                    organization_id=organization_of[i],
+                    member_team_id=i,
+                    member_id=row.organizationmember_id,
+                    team_id=row.team_id,
+                    is_active=bool(row.is_active),
                 )
-            ).all()
-        by_id = {row.id: row for row in rows}
-        updates = [
-            MemberTeamReplica(
-                organization_id=message.shard.shard_id,
-                member_team_id=message.object_id,
-                member_id=row.organizationmember_id,
-                team_id=row.team_id,
-                is_active=bool(row.is_active),
-            )
-            for message, row in ((message, by_id.get(message.object_id)) for message in messages)
-            if row is not None
-        ]
-        if updates:
-            control.upsert_member_team_replicas(self._region, updates)
+                for i, row in ((i, by_id.get(i)) for i in part)
+                if row is not None
+            ]
+            if updates:
+                control.upsert_member_team_replicas(self._region, updates)
+
+
+def _parts(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """Consecutive slices of at most ``PER_CALL`` ids (one read and one call to control each)."""
+    for start in range(0, len(ids), PER_CALL):
+        yield ids[start : start + PER_CALL]
 
 
 def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-    """Outbox messages for imported rows control must learn about, in the batch's own transaction."""
+    """Outbox messages for imported rows control must learn about, in the batch's own transaction: one
+    per organization, and for members and team memberships one per organization listing their ids."""
     if model == "sentry.organization":
         work.enqueue_many(
             [
@@ -308,32 +328,33 @@ def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, M
             ]
         )
     elif model == "sentry.organizationmember":
-        work.enqueue_many(
-            [
-                (
-                    organization_shard(columns["organization_id"]),
-                    OutboxCategory.ORGANIZATION_MEMBER_UPDATE,
-                    new_id,
-                    None,
-                )
-                for new_id, columns in inserted
-            ]
-        )
+        by_organization: dict[int, list[int]] = {}
+        for new_id, columns in inserted:
+            by_organization.setdefault(int(columns["organization_id"]), []).append(new_id)
+        work.enqueue_many(_listing(OutboxCategory.ORGANIZATION_MEMBER_UPDATE, by_organization))
     elif model == "sentry.organizationmemberteam":
         member_ids = sorted({int(columns["organizationmember_id"]) for _id, columns in inserted})
-        organization_of = dict(
-            work.connection.execute(
-                select(MEMBERS.c.id, MEMBERS.c.organization_id).where(MEMBERS.c.id.in_(member_ids))
-            ).all()
-        )
-        work.enqueue_many(
-            [
-                (
-                    organization_shard(organization_of[columns["organizationmember_id"]]),
-                    OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE,
-                    new_id,
-                    None,
+        organization_of: dict[int, int] = {}
+        for start in range(0, len(member_ids), PER_CALL):
+            organization_of.update(
+                work.connection.execute(
+                    select(MEMBERS.c.id, MEMBERS.c.organization_id).where(
+                        MEMBERS.c.id.in_(member_ids[start : start + PER_CALL])
+                    )
                 )
-                for new_id, columns in inserted
-            ]
-        )
+                .tuples()
+                .all()
+            )
+        by_organization = {}
+        for new_id, columns in inserted:
+            organization = organization_of[int(columns["organizationmember_id"])]
+            by_organization.setdefault(organization, []).append(new_id)
+        work.enqueue_many(_listing(OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE, by_organization))
+
+
+def _listing(category: OutboxCategory, by_organization: Mapping[int, list[int]]) -> list[Outgoing]:
+    """One message per organization listing its objects (never coalesced; see ``shared.db.outbox``)."""
+    return [
+        (organization_shard(organization_id), category, ids[0], {IDS: ids})
+        for organization_id, ids in by_organization.items()
+    ]

@@ -3,13 +3,14 @@
 A message row is written in the same transaction as the change it describes (through
 :class:`shared.db.unit_of_work.UnitOfWork`). Messages of a *shard* (destination, scope, shard id) are
 processed in id order, by one drainer at a time; messages with the same (shard, category, object id)
-coalesce to the newest; a message is deleted only after its handler succeeded. Handlers run outside any
-transaction: a drainer first *claims* its shards by stamping ``claimed_until`` on their rows in a short
-transaction (row locks taken with ``SKIP LOCKED`` on PostgreSQL: a shard with a row locked by another
-drainer is busy and skipped; the single writer lock on SQLite), commits, calls the handler, then
-deletes the handled rows. A crashed drainer's claim expires after the lease. A failing handler leaves
-its rows in place with exponential backoff (``scheduled_for``, doubling per attempt, capped at one
-hour) and stops those shards, so order holds.
+coalesce to the newest, except a message whose payload lists many objects (``IDS``: one message for an
+import batch's rows of a shard), which stands alone; a message is deleted only after its handler
+succeeded. Handlers run outside any transaction: a drainer first *claims* its shards by stamping
+``claimed_until`` on their rows in a short transaction (row locks taken with ``SKIP LOCKED`` on
+PostgreSQL: a shard with a row locked by another drainer is busy and skipped; the single writer lock on
+SQLite), commits, calls the handler, then deletes the handled rows. A crashed drainer's claim expires
+after the lease. A failing handler leaves its rows in place with exponential backoff (``scheduled_for``,
+doubling per attempt, capped at one hour) and stops those shards, so order holds.
 
 One drain claims many shards and hands the handler *runs* of up to ``Outbox.batch`` coalesced
 messages, interleaving the shards and keeping each shard's order, so that it can deliver them with a
@@ -78,6 +79,11 @@ class Shard:
     shard_id: int
 
 
+#: Payload key of a message about many objects of its shard at once (an import batch's members of one
+#: organization): their ids, in order. Such a message is never coalesced with another.
+IDS = "ids"
+
+
 @dataclass(frozen=True)
 class Message:
     id: int
@@ -86,6 +92,12 @@ class Message:
     object_id: int
     payload: dict[str, Any] | None
     attempts: int = 0
+
+    @property
+    def object_ids(self) -> list[int]:
+        """The objects the message is about: those its payload lists, or its one object."""
+        listed = self.payload.get(IDS) if self.payload else None
+        return [int(i) for i in listed] if isinstance(listed, list) else [self.object_id]
 
 
 #: Takes a run of a shard's messages, oldest first, and applies them in order (or raises).
@@ -341,11 +353,14 @@ class Outbox:
         self, claim: _Claim, handler: Handler, *, stop: float | None, back_off: bool, raise_errors: bool
     ) -> int:
         """Hand the claimed shards' messages to ``handler`` in runs, deleting each run once it succeeded
-        and renewing the claim on the rest; release what is left at the end. Returns messages done."""
+        and renewing the claim on the rest once a third of the lease has passed (renewing after every run
+        would rewrite the rest once per run); release what is left at the end. Returns messages done."""
         if not claim.bounds:
             return 0
         done = 0
         ours = set(claim.ids)
+        renew_after = self._lease.total_seconds() / 3
+        renewed = time.monotonic()
         try:
             order = self._interleaved(claim.bounds)
             for start in range(0, len(order), self.batch):
@@ -361,7 +376,10 @@ class Outbox:
                     return done
                 handled = [m.id for group in run for m in group]
                 ours.difference_update(handled)
-                self._delete(handled, renew=sorted(ours))
+                renew = time.monotonic() - renewed > renew_after
+                self._delete(handled, renew=sorted(ours) if renew else ())
+                if renew:
+                    renewed = time.monotonic()
                 done += len(run)
                 if stop is not None and time.monotonic() > stop:
                     return done
@@ -417,7 +435,7 @@ class Outbox:
         """Every claimed shard's coalesced groups, interleaved round by round (each shard's order kept);
         read with one query per 500 shards."""
         c = self._table.c
-        per_shard: dict[Shard, dict[tuple[int, int], list[Message]]] = {
+        per_shard: dict[Shard, dict[tuple[int, int, int], list[Message]]] = {
             shard: {} for shard in sorted(claimed)
         }
         with self._engine.connect() as connection:
@@ -431,15 +449,11 @@ class Outbox:
                     shard = Shard(destination, scope, r.shard_id)
                     if r.id > claimed[shard]:
                         continue
-                    per_shard[shard].setdefault((r.category, r.object_id), []).append(
-                        Message(
-                            r.id,
-                            shard,
-                            OutboxCategory(r.category),
-                            r.object_id,
-                            json.loads(r.payload) if r.payload else None,
-                            r.attempts,
-                        )
+                    payload = json.loads(r.payload) if r.payload else None
+                    # Messages about the same object coalesce; one listing many objects stands alone.
+                    key = (r.category, r.object_id, r.id if payload and IDS in payload else 0)
+                    per_shard[shard].setdefault(key, []).append(
+                        Message(r.id, shard, OutboxCategory(r.category), r.object_id, payload, r.attempts)
                     )
         # dicts keep insertion order: groups come in the order of their oldest message
         groups = [list(found.values()) for found in per_shard.values()]

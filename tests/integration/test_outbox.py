@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from region.db.schema import MIGRATIONS
 from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
 from shared.db.outbox import (
+    IDS,
     LEASE,
     MAX_BACKOFF,
     Message,
@@ -110,6 +112,18 @@ def test_a_handler_gets_runs_of_coalesced_messages_in_order(engine: Engine) -> N
     assert outbox.drain_shard(shard(), lambda ms: runs.append([m.object_id for m in ms])) == 5
     # Groups in order of their oldest message, at most two per run; 1 and 2 coalesced.
     assert runs == [[1, 2], [3, 4], [5]]
+    assert rows(engine) == 0
+
+
+def test_a_message_listing_many_objects_is_never_coalesced(engine: Engine) -> None:
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 5)
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 5, payload={IDS: [5, 6, 7]})
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 5, payload={IDS: [5, 8]})
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 5)  # coalesces with the first only
+    runs: list[list[list[int]]] = []
+    Outbox(engine, REGION_OUTBOX).drain_shard(shard(), lambda ms: runs.append([m.object_ids for m in ms]))
+    assert runs == [[[5], [5, 6, 7], [5, 8]]]
     assert rows(engine) == 0
 
 
@@ -316,11 +330,30 @@ def test_a_claimed_shard_is_busy_until_its_claim_expires(engine: Engine) -> None
     assert second.drain_shard(shard(), each(lambda m: None)) == 1
 
 
+def test_a_long_drain_renews_its_claim_on_the_shards_it_has_not_reached(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for shard_id in (1, 2, 3, 4):
+            enqueue(connection, REGION_OUTBOX, shard(shard_id), MEMBER, shard_id)
+    lease = timedelta(seconds=0.4)
+    first = Outbox(engine, REGION_OUTBOX, batch=1, lease=lease)
+    second = Outbox(engine, REGION_OUTBOX, lease=lease)
+    seen: list[int] = []
+
+    def slow(messages: Sequence[Message]) -> None:
+        seen.extend(m.object_id for m in messages)
+        time.sleep(0.2)
+        if len(seen) == 3:  # 0.4 s in: past the first claim's lease, so only a renewal keeps shard 4
+            with pytest.raises(ShardBusy):
+                second.drain_shard(shard(4), each(lambda m: None))
+
+    assert first.drain_committed(first.last_id([shard(i) for i in (1, 2, 3, 4)]), slow) == 4
+    assert seen == [1, 2, 3, 4] and rows(engine) == 0
+
+
 DRAINER = textwrap.dedent("""
     import json, os, sys, time
     from region.db.models import REGION_OUTBOX
-    from shared.db.delivery import BackgroundDelivery
-from shared.db.engine import make_engine
+    from shared.db.engine import make_engine
     from shared.db.outbox import Outbox, each
     engine = make_engine(sys.argv[1])
     outbox = Outbox(engine, REGION_OUTBOX)
