@@ -280,7 +280,11 @@ class ImportEngine:
                 prepared = self._prepare(batch, preparer)
                 if flight is not None:
                     self._apply(*flight, summary)
-                sent = pool.submit(self._send, prepared) if prepared.batch is not None else None
+                sent = (
+                    pool.submit(self._writers[prepared.spec.silo].write, prepared.batch)
+                    if prepared.batch is not None
+                    else None
+                )
                 flight = (prepared, sent)
             if flight is not None:
                 self._apply(*flight, summary)
@@ -312,7 +316,7 @@ class ImportEngine:
             self._findings.add(finding)
         stats.skipped += prepared.skipped
         if prepared.batch is not None:
-            result = sent.result() if sent is not None else self._send(prepared)
+            result = self._result(prepared, prepared.batch, sent)
             keep_values = spec.name == ORGANIZATION  # slugs are used later; usernames are not kept
             for entry in result.entries:
                 value = entry.value if keep_values else None
@@ -336,13 +340,12 @@ class ImportEngine:
             no_bookkeeping=self.options.no_bookkeeping,
         )
 
-    def _send(self, prepared: _Prepared) -> BatchResult:
-        spec, batch = prepared.spec, prepared.batch
-        assert batch is not None
+    def _result(self, prepared: _Prepared, batch: Batch, sent: Future[BatchResult] | None) -> BatchResult:
+        """The owning silo's answer for the batch (written now unless ``sent`` already)."""
         try:
-            return self._writers[spec.silo].write(batch)
+            return sent.result() if sent is not None else self._writers[prepared.spec.silo].write(batch)
         except SharedError as exc:
-            raise self._failure(spec, batch, prepared.where, exc) from exc
+            raise self._failure(prepared.spec, batch, prepared.where, exc) from exc
 
     def _failure(
         self, spec: ModelSpec, batch: Batch, where: dict[int, Record], exc: SharedError
