@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -21,6 +22,7 @@ from typing import TextIO
 
 from region.importer.errors import BatchFailed, ControlUnreachable, WriteFailed
 from region.importer.options import ImportOptions
+from region.importer.pipeline import PreparedBatch, may_overlap, needs
 from region.importer.ports import Ledger, Progress, SlugReserver, Writer
 from region.importer.prepare import Preparer
 from region.importer.scan import Scan
@@ -88,24 +90,6 @@ def _unspool(spool: TextIO) -> Iterator[Record]:
 class _Batch:
     spec: ModelSpec
     records: list[tuple[Record, int]]
-
-
-@dataclass
-class _Prepared:
-    """A batch read and prepared, ready to send: its rows, and what to report once it is written."""
-
-    spec: ModelSpec
-    #: Instances of the export in the batch (written or not).
-    records: int
-    batch: Batch | None = None
-    where: dict[int, Record] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
-    skipped: int = 0
-
-
-def _needs(spec: ModelSpec) -> frozenset[str]:
-    """The models whose primary keys preparing a batch of ``spec`` looks up."""
-    return frozenset(fk.target for fk in spec.foreign_keys)
 
 
 class ImportEngine:
@@ -264,34 +248,37 @@ class ImportEngine:
             writer.settle()
 
     def _write_all(self, batches: Iterator[_Batch], preparer: Preparer, summary: ImportSummary) -> None:
-        """Write the batches in order, with one batch in flight: while the owning silo writes batch k,
-        batch k+1 is read and prepared (unless it needs primary keys batch k brings). Batch k+1 is sent
-        only once batch k succeeded, so a failure leaves nothing written after it."""
+        """Write the batches in order while the next ones are read and prepared.
+
+        A batch is in flight while the next is prepared, unless the next needs primary keys it brings.
+        A control batch may also be sent while the previous batch of its model is still being written
+        (control's database work then overlaps the next batch's transfer), when the two share no unique
+        key value, so their outcomes cannot depend on which commits first. Results are taken in order;
+        after a failure at most the one batch sent after it is written too, and a rerun replays it."""
         if self.options.row_by_row:  # the per-row baseline works one step at a time, as Sentry does
             for batch in batches:
                 self._apply(self._prepare(batch, preparer), None, summary)
             return
-        with ThreadPoolExecutor(1, thread_name_prefix="import-write") as pool:
-            flight: tuple[_Prepared, Future[BatchResult] | None] | None = None
+        flights: deque[tuple[PreparedBatch, Future[BatchResult] | None]] = deque()
+        with ThreadPoolExecutor(2, thread_name_prefix="import-write") as pool:
             for batch in batches:
-                if flight is not None and flight[0].spec.name in _needs(batch.spec):
-                    self._apply(*flight, summary)
-                    flight = None
+                while flights and any(f.spec.name in needs(batch.spec) for f, _sent in flights):
+                    self._apply(*flights.popleft(), summary)
                 prepared = self._prepare(batch, preparer)
-                if flight is not None:
-                    self._apply(*flight, summary)
+                while flights and not (len(flights) < 2 and may_overlap(flights[0][0], prepared)):
+                    self._apply(*flights.popleft(), summary)
                 sent = (
                     pool.submit(self._writers[prepared.spec.silo].write, prepared.batch)
                     if prepared.batch is not None
                     else None
                 )
-                flight = (prepared, sent)
-            if flight is not None:
-                self._apply(*flight, summary)
+                flights.append((prepared, sent))
+            while flights:
+                self._apply(*flights.popleft(), summary)
 
-    def _prepare(self, batch: _Batch, preparer: Preparer) -> _Prepared:
+    def _prepare(self, batch: _Batch, preparer: Preparer) -> PreparedBatch:
         spec = batch.spec
-        prepared = _Prepared(spec, len(batch.records))
+        prepared = PreparedBatch(spec, len(batch.records))
         rows: list[Row] = []
         for record, ordinal in batch.records:
             prepared.where[record.pk] = record
@@ -308,7 +295,9 @@ class ImportEngine:
             prepared.batch = Batch(spec.name, batch.records[0][1], tuple(rows), self._batch_options())
         return prepared
 
-    def _apply(self, prepared: _Prepared, sent: Future[BatchResult] | None, summary: ImportSummary) -> None:
+    def _apply(
+        self, prepared: PreparedBatch, sent: Future[BatchResult] | None, summary: ImportSummary
+    ) -> None:
         """Take a batch's result (waiting for it) into the primary-key map, the findings and the summary."""
         spec = prepared.spec
         stats = summary.models.setdefault(spec.name, ModelStats())
@@ -340,7 +329,7 @@ class ImportEngine:
             no_bookkeeping=self.options.no_bookkeeping,
         )
 
-    def _result(self, prepared: _Prepared, batch: Batch, sent: Future[BatchResult] | None) -> BatchResult:
+    def _result(self, prepared: PreparedBatch, batch: Batch, sent: Future[BatchResult] | None) -> BatchResult:
         """The owning silo's answer for the batch (written now unless ``sent`` already)."""
         try:
             return sent.result() if sent is not None else self._writers[prepared.spec.silo].write(batch)
@@ -368,9 +357,13 @@ class ImportEngine:
         position = f"{self._source}:{record.line}:{record.column} (record {record.index})"
         if refused:
             return BatchFailed(
-                position, spec.name, pk, f"{message}. Batches before it are written; fix it and {resume}"
+                position,
+                spec.name,
+                pk,
+                f"{message}. Batches before it are written (and perhaps the next one, which a rerun "
+                f"replays); fix it and {resume}",
             )
         return WriteFailed(
             f"{position}: writing {spec.name} from #{batch.first_ordinal} failed: {message}; "
-            f"batches before it are written; {resume}"
+            f"batches before it are written (and perhaps the next one, which a rerun replays); {resume}"
         )

@@ -19,7 +19,7 @@ from region.db.models import IMPORT_CHUNKS as REGION_CHUNKS
 from shared.db.engine import make_engine
 from shared.relocation.registry import REGISTRY
 from shared.relocation.spec import Silo
-from tests.conftest import DatabaseFactory
+from tests.conftest import DatabaseFactory, PostgresServer
 from tests.exports import generate, write_export
 from tests.helpers import SECRET, Silos, running_silos
 from tests.importing import SILOPORT, TABLES, Imported, run_import
@@ -219,4 +219,39 @@ def test_a_refused_row_names_itself_and_a_fixed_rerun_resumes(
         assert sorted(state.entries["sentry.organization"]) == [1, 2, 3, 4]
         assert state.count("sentry.organization") == 4
         assert state.count("sentry.user") == 4
+        state.close()
+
+
+@pytest.mark.postgresql
+def test_a_refused_control_row_with_the_next_batch_in_flight_resumes_to_one_clean_state(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Control batches of one model are sent two at a time: when one is refused, the one sent after it
+    may be written already; the fixed rerun replays it and writes nothing twice."""
+    records = list(generate(orgs=6, members=1, teams=1, projects=1))
+    bad = next(r for r in records if r["model"] == "sentry.user" and r["pk"] == 3)
+    bad["fields"]["name"] = "User\u0000three"  # PostgreSQL refuses NUL in text
+    source = write_export(tmp_path / "bad.json", records)
+    control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
+    import_id = str(uuid.uuid4())
+    args = ("--import-uuid", import_id, "--batch-size", "1")
+    with running_silos(control_db, region_db, tmp_path) as silos:
+        failed = run_import(silos, region_db, "organizations", source, *args, cwd=tmp_path)
+        assert failed.returncode == 4, failed.stderr
+        assert "sentry.user #3 (pk 3): the database refused it" in failed.stderr
+        assert "perhaps the next one, which a rerun replays" in failed.stderr
+        state = Imported.read(control_db, region_db, import_id)
+        written = set(state.entries["sentry.user"])
+        state.close()
+        assert {1, 2} <= written <= {1, 2, 4}, written
+        bad["fields"]["name"] = "User three"
+        write_export(source, records)
+        fixed = run_import(
+            silos, region_db, "organizations", source, *args, "--accept-changed-source", cwd=tmp_path
+        )
+        assert fixed.returncode == 0, fixed.stderr
+        state = Imported.read(control_db, region_db, import_id)
+        assert sorted(state.entries["sentry.user"]) == [1, 2, 3, 4, 5, 6]
+        assert state.count("sentry.user") == 6
+        assert state.count("sentry.organizationmember") == 6
         state.close()

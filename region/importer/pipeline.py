@@ -1,0 +1,61 @@
+"""The import engine's pipeline: a batch read and prepared on its way to the silo that owns it, and the
+rules for which batches may be in flight together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.relocation.batch import Batch
+from shared.relocation.findings import Finding
+from shared.relocation.reader import Record
+from shared.relocation.spec import ModelSpec, Silo
+
+
+@dataclass
+class PreparedBatch:
+    """A batch read and prepared, ready to send: its rows, and what to report once it is written."""
+
+    spec: ModelSpec
+    #: Instances of the export in the batch (written or not).
+    records: int
+    batch: Batch | None = None
+    where: dict[int, Record] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    skipped: int = 0
+    #: Its rows' unique key values (see ``unique_values``), once asked for.
+    unique_values: set[tuple[int, tuple[object, ...]]] | None = None
+
+
+def needs(spec: ModelSpec) -> frozenset[str]:
+    """The models whose primary keys preparing a batch of ``spec`` looks up."""
+    return frozenset(fk.target for fk in spec.foreign_keys)
+
+
+def unique_values(prepared: PreparedBatch) -> set[tuple[int, tuple[object, ...]]]:
+    """(unique key, value) of every row of the batch, casefolded where the key is (export form, foreign
+    keys already remapped)."""
+    if prepared.unique_values is not None:
+        return prepared.unique_values
+    found: set[tuple[int, tuple[object, ...]]] = set()
+    prepared.unique_values = found
+    if prepared.batch is None:
+        return found
+    for position, unique in enumerate(prepared.spec.uniques):
+        for row in prepared.batch.rows:
+            values = tuple(row.values.get(name) for name in unique.fields)
+            if any(v is None for v in values):
+                continue  # nulls never clash
+            if unique.casefold:
+                values = tuple(v.casefold() if isinstance(v, str) else v for v in values)
+            found.add((position, values))
+    return found
+
+
+def may_overlap(writing: PreparedBatch, following: PreparedBatch) -> bool:
+    """Whether ``following`` may be sent while ``writing`` is still being written: two batches of one
+    control model that share no unique key value."""
+    if writing.spec.name != following.spec.name or following.spec.silo is not Silo.CONTROL:
+        return False
+    if writing.batch is None or following.batch is None:
+        return True
+    return not (unique_values(writing) & unique_values(following))

@@ -1,0 +1,55 @@
+"""Which batches the import engine lets overlap: two batches of one control model may be written at the
+same time only when no unique key value is in both, so the outcome cannot depend on which commits
+first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from region.importer.pipeline import PreparedBatch, may_overlap
+from shared.relocation.batch import Batch, BatchOptions, Row
+from shared.relocation.registry import REGISTRY
+from shared.relocation.spec import ImportScope
+
+OPTIONS = BatchOptions(import_id="00000000-0000-0000-0000-000000000001", scope=ImportScope.ORGANIZATIONS)
+
+
+def prepared(model: str, *rows: dict[str, Any], first: int = 1) -> PreparedBatch:
+    spec = REGISTRY[model]
+    batch = Batch(
+        model,
+        first,
+        tuple(Row(first + i, 100 + first + i, values) for i, values in enumerate(rows)),
+        OPTIONS,
+    )
+    return PreparedBatch(spec, len(rows), batch)
+
+
+def test_consecutive_user_batches_with_distinct_usernames_overlap() -> None:
+    first = prepared("sentry.user", {"username": "alice"}, {"username": "bob"})
+    second = prepared("sentry.user", {"username": "carol"}, first=3)
+    assert may_overlap(first, second)
+
+
+def test_a_username_in_both_batches_even_in_another_case_keeps_them_in_order() -> None:
+    first = prepared("sentry.user", {"username": "Alice"}, {"username": "bob"})
+    second = prepared("sentry.user", {"username": "alice"}, first=3)
+    assert not may_overlap(first, second)
+
+
+def test_a_key_of_several_fields_clashes_only_when_all_match_and_nulls_never_do() -> None:
+    first = prepared("sentry.useroption", {"user": 1, "key": "theme", "project_id": None})
+    other_user = prepared("sentry.useroption", {"user": 2, "key": "theme", "project_id": None}, first=2)
+    assert may_overlap(first, other_user)
+    both = prepared("sentry.useremail", {"user": 1, "email": "a@example.com"})
+    same = prepared("sentry.useremail", {"user": 1, "email": "a@example.com"}, first=2)
+    assert not may_overlap(both, same)
+
+
+def test_region_batches_and_batches_of_different_models_never_overlap() -> None:
+    members = prepared("sentry.organizationmember", {"organization": 1, "user_id": 1, "email": None})
+    more = prepared("sentry.organizationmember", {"organization": 1, "user_id": 2, "email": None}, first=2)
+    assert not may_overlap(members, more)
+    users = prepared("sentry.user", {"username": "alice"})
+    emails = prepared("sentry.email", {"email": "b@example.com"})
+    assert not may_overlap(users, emails)
