@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
+from shared.db.among import among
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
@@ -91,6 +92,7 @@ class SlugService:
         outbox_lease_s: float = 60.0,
     ) -> None:
         self._engine = engine
+        self._dialect = engine.dialect.name
         self._regions = regions
         self._outbox = Outbox(engine, CONTROL_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
         self._deliver = self.handle
@@ -285,7 +287,7 @@ class SlugService:
                 r.id: r
                 for r in session.scalars(
                     select(OrganizationSlugReservation).where(
-                        OrganizationSlugReservation.id.in_([m.object_id for m in wanted])
+                        among(self._dialect, OrganizationSlugReservation.id, [m.object_id for m in wanted])
                     )
                 )
             }
@@ -316,7 +318,9 @@ class SlugService:
             still_held = {
                 r.id: r
                 for r in session.scalars(
-                    select(OrganizationSlugReservation).where(OrganizationSlugReservation.id.in_(ids))
+                    select(OrganizationSlugReservation).where(
+                        among(self._dialect, OrganizationSlugReservation.id, ids)
+                    )
                 )
             }
             primaries = {

@@ -27,6 +27,7 @@ from region.rpc.control_client import (
     MemberTeamReplica,
     OrganizationMappingUpdate,
 )
+from shared.db.among import among
 from shared.db.delivery import BackgroundDelivery
 from shared.db.outbox import IDS, Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
@@ -68,6 +69,7 @@ class OrganizationService:
         outbox_lease_s: float = 60.0,
     ) -> None:
         self._engine = engine
+        self._dialect = engine.dialect.name
         self._control = control
         self._region = region_name
         self.outbox = Outbox(engine, REGION_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
@@ -268,7 +270,7 @@ class OrganizationService:
             with self._engine.connect() as connection:
                 members = connection.execute(
                     select(m.id, m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
-                        m.id.in_(part)
+                        among(self._dialect, m.id, part)
                     )
                 ).all()
             by_id = {member.id: member for member in members}
@@ -293,7 +295,9 @@ class OrganizationService:
         for part in _parts([i for message in messages for i in message.object_ids]):
             with self._engine.connect() as connection:
                 rows = connection.execute(
-                    select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(t.id.in_(part))
+                    select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(
+                        among(self._dialect, t.id, part)
+                    )
                 ).all()
             by_id = {row.id: row for row in rows}
             updates = [
@@ -339,7 +343,9 @@ def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, M
             organization_of.update(
                 work.connection.execute(
                     select(MEMBERS.c.id, MEMBERS.c.organization_id).where(
-                        MEMBERS.c.id.in_(member_ids[start : start + PER_CALL])
+                        among(
+                            work.connection.dialect.name, MEMBERS.c.id, member_ids[start : start + PER_CALL]
+                        )
                     )
                 )
                 .tuples()

@@ -49,6 +49,7 @@ from sqlalchemy import (
     update,
 )
 
+from shared.db.among import CHUNK, among
 from shared.db.relocation_tables import ID
 
 _LOGGER = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ class Outbox:
         lease: timedelta = LEASE,
     ) -> None:
         self._engine = engine
+        self._dialect = engine.dialect.name
         self._table = table
         self._clock = clock
         #: The most coalesced messages a handler gets in one run.
@@ -235,7 +237,7 @@ class Outbox:
                     and_(
                         c.destination == destination,
                         c.shard_scope == int(scope),
-                        c.shard_id.in_(ids[start : start + 500]),
+                        among(self._dialect, c.shard_id, ids[start : start + 500]),
                     ),
                 )
 
@@ -423,10 +425,10 @@ class Outbox:
                         continue
                     claimed[shard] = mine[-1].id
                     stamp.extend(r.id for r in mine)
-            for start in range(0, len(stamp), 1000):
+            for start in range(0, len(stamp), CHUNK):
                 connection.execute(
                     update(self._table)
-                    .where(c.id.in_(stamp[start : start + 1000]))
+                    .where(among(self._dialect, c.id, stamp[start : start + CHUNK]))
                     .values(claimed_until=now + self._lease)
                 )
         return _Claim(claimed, stamp, busy)
@@ -488,12 +490,14 @@ class Outbox:
         """Delete handled messages and renew the claim on ``renew`` (the rest of ours) in one transaction."""
         c, now = self._table.c, self._clock()
         with self._engine.begin() as connection:
-            for start in range(0, len(ids), 1000):
-                connection.execute(delete(self._table).where(c.id.in_(ids[start : start + 1000])))
-            for start in range(0, len(renew), 1000):
+            for start in range(0, len(ids), CHUNK):
+                connection.execute(
+                    delete(self._table).where(among(self._dialect, c.id, ids[start : start + CHUNK]))
+                )
+            for start in range(0, len(renew), CHUNK):
                 connection.execute(
                     update(self._table)
-                    .where(c.id.in_(renew[start : start + 1000]))
+                    .where(among(self._dialect, c.id, renew[start : start + CHUNK]))
                     .values(claimed_until=now + self._lease)
                 )
 
@@ -501,9 +505,11 @@ class Outbox:
         """Give up our claim on these rows (never on rows another drainer claimed since)."""
         c = self._table.c
         with self._engine.begin() as connection:
-            for start in range(0, len(ids), 1000):
+            for start in range(0, len(ids), CHUNK):
                 connection.execute(
-                    update(self._table).where(c.id.in_(ids[start : start + 1000])).values(claimed_until=None)
+                    update(self._table)
+                    .where(among(self._dialect, c.id, ids[start : start + CHUNK]))
+                    .values(claimed_until=None)
                 )
 
     def _back_off(self, shard: Shard) -> None:

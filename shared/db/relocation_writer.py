@@ -16,6 +16,7 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from shared.db.among import among
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -293,7 +294,12 @@ class _BatchWrite:
         key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
         found: dict[Key, int] = {}
         for part in _chunks(sorted({k[0] for k in keys})):
-            statement = select(table.c.id, *key_columns).where(key_columns[0].in_(part)).order_by(table.c.id)
+            dialect = self.connection.dialect.name
+            statement = (
+                select(table.c.id, *key_columns)
+                .where(among(dialect, key_columns[0], part))
+                .order_by(table.c.id)
+            )
             for row in self.connection.execute(statement):
                 key = tuple(row[1:])
                 if key in keys:

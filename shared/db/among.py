@@ -1,0 +1,28 @@
+"""``column IN (values)`` for long lists of values.
+
+SQLAlchemy renders an IN list as one bound parameter per value, and psycopg then parses the statement's
+text for each of them: for thousands of ids that costs more than the query. On PostgreSQL the same
+condition is written ``column = ANY(:values)`` with the list bound as one array parameter; SQLite keeps
+the IN list (callers still send at most ``CHUNK`` values a statement, within SQLite's limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute
+
+#: Most values one statement carries (SQLite allows 32,766 bound parameters).
+CHUNK = 1000
+
+
+def among(
+    dialect: str, column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """The condition ``column`` is one of ``values``, for the dialect named (``Dialect.name``)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
