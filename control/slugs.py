@@ -337,8 +337,12 @@ class SlugService:
             outgoing: list[Outgoing] = []
             for alias in aliases:
                 held = still_held.get(alias.id)
-                if held is not None:
-                    session.delete(held)
+                if held is None:
+                    continue
+                session.delete(held)
+                if refusals.get(alias.organization_id, "no answer") is not None:
+                    # The region's replica of the alias goes with a message of its own; where the swap
+                    # succeeds, the PRIMARY's replica, with the same slug, replaces it in the region.
                     outgoing.append(
                         (
                             shard_of(alias.region_name, alias.organization_id),

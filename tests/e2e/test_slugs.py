@@ -149,9 +149,8 @@ def assert_everything_agrees(world: World) -> None:
         assert {k: v for k, v in member_mappings.items() if k[0] == name} == members
         assert {k: v for k, v in member_teams.items() if k[0] == name} == teams
         assert queued == 0
-        for (region, _org), reservation in primary.items():
-            if region == name:
-                assert replicas.get(reservation["id"]) == reservation["slug"]
+        # The region's replicas are exactly its PRIMARY reservations: no alias replica is left.
+        assert replicas == {r["id"]: r["slug"] for (region, _org), r in primary.items() if region == name}
     assert len(all_slugs) == len(set(all_slugs)), "slugs must be globally unique"
 
 
