@@ -2,9 +2,10 @@
 
 For each size it generates (or reuses) an export, then for each mode creates two fresh PostgreSQL
 databases, starts control and a region as real processes, runs ``siloport import organizations`` as a
-third process and prints: wall time and instances per second, per model rates, peak memory of each
-process, RPCs served by each silo, and the time PostgreSQL's ``COPY`` takes to load the same rows into
-empty copies of the same tables (indexes included), with the ratio import time / COPY time.
+third process and prints: wall time and instances per second, per model rates, peak memory and CPU
+seconds of each process, RPCs served by each silo, and the time PostgreSQL's ``COPY`` takes to load the
+same rows into empty copies of the same tables (indexes included), with the ratio import time / COPY
+time.
 
 Modes: ``siloport`` (the normal import), ``no-bookkeeping`` (the same without the batch records that
 make an import resumable: their cost is the difference), ``per-row`` (one INSERT per instance and one
