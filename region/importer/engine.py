@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from region.importer.errors import BatchFailed, ControlUnreachable, WriteFailed
+from region.importer.errors import BatchFailed, ControlUnreachable, ReplayMismatch, WriteFailed
 from region.importer.options import ImportOptions
 from region.importer.pipeline import PreparedBatch, may_overlap, needs
 from region.importer.ports import Ledger, Progress, SlugReserver, Writer
@@ -36,6 +36,8 @@ from shared.relocation.spec import ModelSpec, Silo
 
 _LOGGER = logging.getLogger(__name__)
 ORGANIZATION = "sentry.organization"
+#: Longest an import that failed waits for its committed batches' messages (the drainers take the rest).
+FAILURE_SETTLE_S = 10.0
 
 
 @dataclass
@@ -153,8 +155,8 @@ class ImportEngine:
                 self._settle()
         except BaseException:
             try:
-                self._settle()  # what was committed is still delivered
-            except Exception:  # the original error matters more
+                self._settle(FAILURE_SETTLE_S)  # what was committed is still delivered, if it is quick
+            except BaseException:  # the original error matters more, and the ledger must hear of it
                 _LOGGER.exception("could not deliver the outbox of import %s", self.options.import_id)
             try:
                 self._ledger.fail(self.options.import_id)
@@ -243,9 +245,9 @@ class ImportEngine:
 
     # ---- writing ------------------------------------------------------------------------------------
 
-    def _settle(self) -> None:
+    def _settle(self, timeout_s: float | None = None) -> None:
         for writer in self._writers.values():
-            writer.settle()
+            writer.settle(timeout_s)
 
     def _write_all(self, batches: Iterator[_Batch], preparer: Preparer, summary: ImportSummary) -> None:
         """Write the batches in order while the next ones are read and prepared.
@@ -306,6 +308,8 @@ class ImportEngine:
         stats.skipped += prepared.skipped
         if prepared.batch is not None:
             result = self._result(prepared, prepared.batch, sent)
+            if result.replayed:
+                self._check_replay(prepared, prepared.batch, result)
             keep_values = spec.name == ORGANIZATION  # slugs are used later; usernames are not kept
             for entry in result.entries:
                 value = entry.value if keep_values else None
@@ -335,6 +339,21 @@ class ImportEngine:
             return sent.result() if sent is not None else self._writers[prepared.spec.silo].write(batch)
         except SharedError as exc:
             raise self._failure(prepared.spec, batch, prepared.where, exc) from exc
+
+    def _check_replay(self, prepared: PreparedBatch, batch: Batch, result: BatchResult) -> None:
+        """A replayed batch must hold the instances this export puts in it: an export fixed by adding or
+        removing records of a model whose later batches were written shifts them."""
+        recorded = sorted(entry.old_pk for entry in result.entries)
+        if recorded == sorted(row.old_pk for row in batch.rows):
+            return
+        record = prepared.where[batch.rows[0].old_pk]
+        raise ReplayMismatch(
+            f"{self._source}:{record.line}:{record.column} (record {record.index}): the batch of "
+            f"{batch.model} from #{batch.first_ordinal} was written by an earlier run of import "
+            f"{self.options.import_id} with other instances (pks {recorded[:5]}...); records of "
+            f"{batch.model} were added or removed since. Fix an export only within the instances "
+            "that failed, or import it under a new --import-uuid"
+        )
 
     def _failure(
         self, spec: ModelSpec, batch: Batch, where: dict[int, Record], exc: SharedError

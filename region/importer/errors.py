@@ -29,6 +29,13 @@ class SourceChanged(ImportFailed):
     reason = "source_changed"
 
 
+class ReplayMismatch(ImportFailed):
+    """A batch an earlier run wrote holds other instances than the same batch of this export (records
+    were added or removed since): replaying it would map the wrong instances."""
+
+    reason = "replay_mismatch"
+
+
 class BatchFailed(ImportFailed):
     """A batch could not be written; earlier batches stay written and a rerun with the same import id
     resumes after them."""

@@ -14,9 +14,9 @@ class Writer(Protocol):
 
     def write(self, batch: Batch) -> BatchResult: ...
 
-    def settle(self) -> None:
-        """Wait until what the written batches set going after their commit (outbox deliveries to the
-        other silo) is done."""
+    def settle(self, timeout_s: float | None = None) -> None:
+        """Wait (at most ``timeout_s``) until what the written batches set going after their commit
+        (outbox deliveries to the other silo) is done."""
         ...
 
 

@@ -150,5 +150,5 @@ class ControlBatchWriter:
     def write(self, batch: Batch) -> BatchResult:
         return self._client.import_batch(batch, timeout_s=self._timeout)
 
-    def settle(self) -> None:
+    def settle(self, timeout_s: float | None = None) -> None:
         """Nothing to wait for: control delivers its own outbox."""

@@ -36,8 +36,11 @@ class BackgroundDelivery:
         self._pending: dict[Shard, int] = {}
         self._waiting = 0  # commits whose bounds are pending
         self._draining = False
-        self._closed = False
         self._thread: threading.Thread | None = None
+        #: A thread a timed-out close left finishing its drain; the next thread waits for it.
+        self._retired: threading.Thread | None = None
+        #: Set to stop the current thread (each thread has its own, so a new one is never stopped).
+        self._stop = threading.Event()
         #: Messages delivered and drains run (for logs and tests).
         self.delivered = 0
         self.drains = 0
@@ -58,15 +61,20 @@ class BackgroundDelivery:
         if not bounds:
             return
         with self._changed:
+            if self._thread is None:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stop, self._retired),
+                    name="outbox-delivery",
+                    daemon=True,
+                )
+                self._thread.start()
             while self._waiting >= self._max_waiting:
                 self._changed.wait()
             for shard, bound in bounds.items():
                 self._pending[shard] = max(bound, self._pending.get(shard, bound))
             self._waiting += 1
-            if self._thread is None:
-                self._closed = False
-                self._thread = threading.Thread(target=self._run, name="outbox-delivery", daemon=True)
-                self._thread.start()
             self._changed.notify_all()
 
     def settle(self, timeout_s: float | None = None) -> bool:
@@ -74,21 +82,27 @@ class BackgroundDelivery:
         with self._changed:
             return self._changed.wait_for(lambda: not self._pending and not self._draining, timeout_s)
 
-    def close(self) -> None:
-        """Settle, then stop the thread (a later :meth:`submit` starts a new one)."""
-        self.settle()
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Settle (for at most ``timeout_s``), then stop the thread; a later :meth:`submit` starts a new
+        one. False when the timeout passed first: the thread then stops after its current drain and what
+        is left stays in the outbox for the background drainer."""
+        settled = self.settle(timeout_s)
         with self._changed:
-            self._closed = True
+            self._stop.set()
             thread, self._thread = self._thread, None
+            self._retired = None if settled else thread
             self._changed.notify_all()
-        if thread is not None:
+        if thread is not None and settled:
             thread.join()
+        return settled
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event, previous: threading.Thread | None) -> None:
+        if previous is not None:
+            previous.join()  # one drain at a time, in order
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._pending or self._closed)
-                if not self._pending:
+                self._changed.wait_for(lambda: self._pending or stop.is_set())
+                if stop.is_set():
                     return
                 bounds, self._pending = self._pending, {}
                 self._waiting, self._draining = 0, True

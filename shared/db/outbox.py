@@ -207,6 +207,7 @@ class Outbox:
         *,
         clock: Clock = lambda: datetime.now(UTC),
         batch: int = 500,
+        batch_objects: int = 5000,
         lease: timedelta = LEASE,
     ) -> None:
         self._engine = engine
@@ -215,6 +216,8 @@ class Outbox:
         self._clock = clock
         #: The most coalesced messages a handler gets in one run.
         self.batch = batch
+        #: The most objects those messages may list together (messages listing many count each).
+        self.batch_objects = batch_objects
         self._lease = lease
 
     @property
@@ -365,8 +368,8 @@ class Outbox:
         renewed = time.monotonic()
         try:
             order = self._interleaved(claim.bounds)
-            for start in range(0, len(order), self.batch):
-                run = order[start : start + self.batch]
+            for start, end in self._runs(order):
+                run = order[start:end]
                 try:
                     handler([group[-1] for group in run])
                 except Exception as exc:
@@ -388,6 +391,19 @@ class Outbox:
             return done
         finally:
             self._release_ids(sorted(ours))
+
+    def _runs(self, order: Sequence[Sequence[Message]]) -> Iterator[tuple[int, int]]:
+        """(start, end) of consecutive runs of at most ``batch`` messages and, unless one message alone
+        lists more, ``batch_objects`` objects (a run must end well within the lease)."""
+        start, objects = 0, 0
+        for position, group in enumerate(order):
+            listed = len(group[-1].object_ids)
+            if position > start and (position - start >= self.batch or objects + listed > self.batch_objects):
+                yield start, position
+                start, objects = position, 0
+            objects += listed
+        if start < len(order):
+            yield start, len(order)
 
     def _claim_many(self, bounds: Mapping[Shard, int], *, respect_schedule: bool = True) -> _Claim:
         """Claim every shard that is free and due, up to its bound, in one transaction."""

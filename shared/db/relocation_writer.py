@@ -103,7 +103,7 @@ class BatchWriter:
         *,
         after_insert: AfterInsert | None = None,
         unit_of_work: Callable[[], UnitOfWork] | None = None,
-        settle: Callable[[], None] | None = None,
+        settle: Callable[[float | None], object] | None = None,
     ) -> None:
         self._engine = engine
         self._tables = tables
@@ -114,10 +114,11 @@ class BatchWriter:
         self._unit_of_work = unit_of_work or (lambda: UnitOfWork(engine))
         self._settle = settle
 
-    def settle(self) -> None:
-        """Wait for the deliveries the units of work handed to a background delivery, if any."""
+    def settle(self, timeout_s: float | None = None) -> None:
+        """Wait (at most ``timeout_s``) for the deliveries the units of work handed to a background
+        delivery, if any."""
         if self._settle is not None:
-            self._settle()
+            self._settle(timeout_s)
 
     def write(self, batch: Batch) -> BatchResult:
         table = self._tables.get(batch.model)

@@ -255,3 +255,27 @@ def test_a_refused_control_row_with_the_next_batch_in_flight_resumes_to_one_clea
         assert state.count("sentry.user") == 6
         assert state.count("sentry.organizationmember") == 6
         state.close()
+
+
+def test_a_rerun_whose_export_lost_a_record_of_a_written_batch_is_refused(
+    make_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    """Replaying a batch that now holds other instances would map the wrong ones: refused, named."""
+    records = list(generate(orgs=3, members=1, teams=1, projects=1))
+    source = write_export(tmp_path / "export.json", records)
+    control_db, region_db = make_database("control"), make_database("region")
+    import_id = str(uuid.uuid4())
+    args = ("--import-uuid", import_id, "--batch-size", "2")
+    with running_silos(control_db, region_db, tmp_path) as silos:
+        first = run_import(silos, region_db, "organizations", source, *args, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        write_export(source, [r for r in records if not (r["model"] == "sentry.user" and r["pk"] == 2)])
+        again = run_import(
+            silos, region_db, "organizations", source, *args, "--accept-changed-source", cwd=tmp_path
+        )
+        assert again.returncode == 2, again.stderr
+        assert "the batch of sentry.user from #1 was written by an earlier run" in again.stderr
+        assert "were added or removed since" in again.stderr
+        state = Imported.read(control_db, region_db, import_id)
+        assert state.count("sentry.user") == 3  # nothing written twice
+        state.close()

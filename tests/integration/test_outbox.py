@@ -127,6 +127,19 @@ def test_a_message_listing_many_objects_is_never_coalesced(engine: Engine) -> No
     assert rows(engine) == 0
 
 
+def test_runs_are_cut_by_the_objects_their_messages_list(engine: Engine) -> None:
+    with engine.begin() as connection:
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 1, payload={IDS: [1, 2, 3]})
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 4, payload={IDS: [4, 5, 6]})
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 7)
+        enqueue(connection, REGION_OUTBOX, shard(), MEMBER, 8, payload={IDS: list(range(8, 20))})
+    runs: list[list[list[int]]] = []
+    outbox = Outbox(engine, REGION_OUTBOX, batch_objects=5)
+    outbox.drain_shard(shard(), lambda ms: runs.append([m.object_ids for m in ms]))
+    # A run holds at most 5 objects, except a message listing more, which goes alone.
+    assert runs == [[[1, 2, 3]], [[4, 5, 6], [7]], [list(range(8, 20))]]
+
+
 def test_a_unit_of_work_rolls_back_unless_committed(engine: Engine) -> None:
     outbox = Outbox(engine, REGION_OUTBOX)
     with UnitOfWork(engine, outbox, each(lambda m: None)) as work:
@@ -243,6 +256,32 @@ def test_background_delivery_waits_when_too_many_commits_are_pending(engine: Eng
         release.set()
         assert submitted.wait(10)
         writer.join()
+    assert rows(engine) == 0
+
+
+def test_closing_a_busy_background_delivery_gives_up_after_its_timeout_and_can_start_again(
+    engine: Engine,
+) -> None:
+    outbox = Outbox(engine, REGION_OUTBOX)
+    release = threading.Event()
+    handled: list[int] = []
+
+    def held(messages: Sequence[Message]) -> None:
+        release.wait(10)
+        handled.extend(m.object_id for m in messages)
+
+    delivery = BackgroundDelivery(outbox, held, max_waiting=1)
+    for object_id in (1, 2):  # the first is being drained, the second waits for the next drain
+        with UnitOfWork(engine, outbox, delivery=delivery) as work:
+            work.enqueue(shard(object_id), MEMBER, object_id)
+            work.commit()
+    assert delivery.close(timeout_s=0.3) is False  # a drain is stuck: close does not wait for it
+    release.set()
+    with UnitOfWork(engine, outbox, delivery=delivery) as work:  # a new thread takes what was left
+        work.enqueue(shard(3), MEMBER, 3)
+        work.commit()
+    assert delivery.close(timeout_s=10) is True
+    assert sorted(handled) == [1, 2, 3]
     assert rows(engine) == 0
 
 
