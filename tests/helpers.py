@@ -147,6 +147,7 @@ def running_topology(control_db: str, region_dbs: dict[str, str], logs: Path) ->
     addresses = ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())
     control = start_control(control_db, logs, regions=addresses)
     regions: dict[str, SiloProcess] = {}
+    topology = Topology(control, regions)
     try:
         for name, url in region_dbs.items():
             regions[name] = start_region(
@@ -155,8 +156,11 @@ def running_topology(control_db: str, region_dbs: dict[str, str], logs: Path) ->
         control.wait_healthy()
         for region in regions.values():
             region.wait_healthy()
-        yield Topology(control, regions)
+        yield topology
     finally:
-        for region in regions.values():
+        # Tests restart silos by replacing them in the topology: stop what is there now.
+        for region in topology.regions.values():
             region.stop()
-        control.stop()
+        topology.control.stop()
+        if topology.control is not control:
+            control.stop()
