@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
@@ -292,7 +292,7 @@ class OrganizationService:
     def _member_teams_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         t = MEMBER_TEAMS.c
         organization_of = {i: message.shard.shard_id for message in messages for i in message.object_ids}
-        for part in _parts([i for message in messages for i in message.object_ids]):
+        for part in _parts(list(organization_of)):
             with self._engine.connect() as connection:
                 rows = connection.execute(
                     select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(
@@ -332,10 +332,12 @@ def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, M
             ]
         )
     elif model == "sentry.organizationmember":
-        by_organization: dict[int, list[int]] = {}
-        for new_id, columns in inserted:
-            by_organization.setdefault(int(columns["organization_id"]), []).append(new_id)
-        work.enqueue_many(_listing(OutboxCategory.ORGANIZATION_MEMBER_UPDATE, by_organization))
+        work.enqueue_many(
+            _listing(
+                OutboxCategory.ORGANIZATION_MEMBER_UPDATE,
+                ((int(columns["organization_id"]), new_id) for new_id, columns in inserted),
+            )
+        )
     elif model == "sentry.organizationmemberteam":
         member_ids = sorted({int(columns["organizationmember_id"]) for _id, columns in inserted})
         organization_of: dict[int, int] = {}
@@ -351,15 +353,23 @@ def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, M
                 .tuples()
                 .all()
             )
-        by_organization = {}
-        for new_id, columns in inserted:
-            organization = organization_of[int(columns["organizationmember_id"])]
-            by_organization.setdefault(organization, []).append(new_id)
-        work.enqueue_many(_listing(OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE, by_organization))
+        work.enqueue_many(
+            _listing(
+                OutboxCategory.ORGANIZATION_MEMBER_TEAM_UPDATE,
+                (
+                    (organization_of[int(columns["organizationmember_id"])], new_id)
+                    for new_id, columns in inserted
+                ),
+            )
+        )
 
 
-def _listing(category: OutboxCategory, by_organization: Mapping[int, list[int]]) -> list[Outgoing]:
-    """One message per organization listing its objects (never coalesced; see ``shared.db.outbox``)."""
+def _listing(category: OutboxCategory, objects: Iterable[tuple[int, int]]) -> list[Outgoing]:
+    """One message per organization listing its objects, from (organization id, object id) pairs in
+    order (never coalesced; see ``shared.db.outbox``)."""
+    by_organization: dict[int, list[int]] = {}
+    for organization_id, object_id in objects:
+        by_organization.setdefault(organization_id, []).append(object_id)
     return [
         (organization_shard(organization_id), category, ids[0], {IDS: ids})
         for organization_id, ids in by_organization.items()

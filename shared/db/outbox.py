@@ -95,10 +95,20 @@ class Message:
     attempts: int = 0
 
     @property
+    def lists_many(self) -> bool:
+        """Whether the payload lists the message's objects (``IDS``); such a message is never coalesced."""
+        return self.payload is not None and isinstance(self.payload.get(IDS), list)
+
+    @property
     def object_ids(self) -> list[int]:
         """The objects the message is about: those its payload lists, or its one object."""
         listed = self.payload.get(IDS) if self.payload else None
         return [int(i) for i in listed] if isinstance(listed, list) else [self.object_id]
+
+    @property
+    def coalesces_as(self) -> tuple[int, int, int]:
+        """Messages of a shard with the same key coalesce to the newest."""
+        return (int(self.category), self.object_id, self.id if self.lists_many else 0)
 
 
 #: Takes a run of a shard's messages, oldest first, and applies them in order (or raises).
@@ -468,11 +478,10 @@ class Outbox:
                     if r.id > claimed[shard]:
                         continue
                     payload = json.loads(r.payload) if r.payload else None
-                    # Messages about the same object coalesce; one listing many objects stands alone.
-                    key = (r.category, r.object_id, r.id if payload and IDS in payload else 0)
-                    per_shard[shard].setdefault(key, []).append(
-                        Message(r.id, shard, OutboxCategory(r.category), r.object_id, payload, r.attempts)
+                    message = Message(
+                        r.id, shard, OutboxCategory(r.category), r.object_id, payload, r.attempts
                     )
+                    per_shard[shard].setdefault(message.coalesces_as, []).append(message)
         # dicts keep insertion order: groups come in the order of their oldest message
         groups = [list(found.values()) for found in per_shard.values()]
         order: list[list[Message]] = []

@@ -294,8 +294,8 @@ class _BatchWrite:
             return {}
         key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
         found: dict[Key, int] = {}
+        dialect = self.connection.dialect.name
         for part in _chunks(sorted({k[0] for k in keys})):
-            dialect = self.connection.dialect.name
             statement = (
                 select(table.c.id, *key_columns)
                 .where(among(dialect, key_columns[0], part))

@@ -15,6 +15,12 @@ class ImportKind(enum.Enum):
     OVERWRITE = "overwrite"  # an existing row took the imported values
 
 
+def _position(ordered: array[int], pk: int) -> int | None:
+    """Where ``pk`` is in an increasing array, or None."""
+    i = bisect_left(ordered, pk)
+    return i if i < len(ordered) and ordered[i] == pk else None
+
+
 class _PkColumn:
     """Export pk -> new pk of one model in 16 bytes an instance: two parallel arrays while export pks
     arrive in increasing order (as exports write them), looked up by bisection; a dict for the few that
@@ -26,8 +32,7 @@ class _PkColumn:
         self._other: dict[int, int] = {}
 
     def _index(self, old: int) -> int | None:
-        i = bisect_left(self._old, old)
-        return i if i < len(self._old) and self._old[i] == old else None
+        return _position(self._old, old)
 
     def __setitem__(self, old: int, new: int) -> None:
         if old in self._other:
@@ -78,10 +83,7 @@ class PkSet:
     def __contains__(self, pk: object) -> bool:
         if not isinstance(pk, int):
             return False
-        if pk in self._other:
-            return True
-        i = bisect_left(self._ordered, pk)
-        return i < len(self._ordered) and self._ordered[i] == pk
+        return pk in self._other or _position(self._ordered, pk) is not None
 
     def __len__(self) -> int:
         return len(self._ordered) + len(self._other)
