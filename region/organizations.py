@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
@@ -27,7 +27,7 @@ from region.rpc.control_client import (
     MemberTeamReplica,
     OrganizationMappingUpdate,
 )
-from shared.db.among import among
+from shared.db.among import among, chunks
 from shared.db.delivery import BackgroundDelivery
 from shared.db.outbox import IDS, Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
@@ -266,7 +266,7 @@ class OrganizationService:
 
     def _members_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         m = MEMBERS.c
-        for part in _parts([i for message in messages for i in message.object_ids]):
+        for part in chunks((i for message in messages for i in message.object_ids), PER_CALL):
             with self._engine.connect() as connection:
                 members = connection.execute(
                     select(m.id, m.organization_id, m.user_id, m.email, m.role, m.invite_status).where(
@@ -292,7 +292,7 @@ class OrganizationService:
     def _member_teams_updated(self, control: GrpcControlClient, messages: Sequence[Message]) -> None:
         t = MEMBER_TEAMS.c
         organization_of = {i: message.shard.shard_id for message in messages for i in message.object_ids}
-        for part in _parts(list(organization_of)):
+        for part in chunks(organization_of, PER_CALL):
             with self._engine.connect() as connection:
                 rows = connection.execute(
                     select(t.id, t.organizationmember_id, t.team_id, t.is_active).where(
@@ -315,12 +315,6 @@ class OrganizationService:
                 control.upsert_member_team_replicas(self._region, updates)
 
 
-def _parts(ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    """Consecutive slices of at most ``PER_CALL`` ids (one read and one call to control each)."""
-    for start in range(0, len(ids), PER_CALL):
-        yield ids[start : start + PER_CALL]
-
-
 def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
     """Outbox messages for imported rows control must learn about, in the batch's own transaction: one
     per organization, and for members and team memberships one per organization listing their ids."""
@@ -341,14 +335,11 @@ def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, M
     elif model == "sentry.organizationmemberteam":
         member_ids = sorted({int(columns["organizationmember_id"]) for _id, columns in inserted})
         organization_of: dict[int, int] = {}
-        for start in range(0, len(member_ids), PER_CALL):
+        dialect = work.connection.dialect.name
+        for part in chunks(member_ids, PER_CALL):
             organization_of.update(
                 work.connection.execute(
-                    select(MEMBERS.c.id, MEMBERS.c.organization_id).where(
-                        among(
-                            work.connection.dialect.name, MEMBERS.c.id, member_ids[start : start + PER_CALL]
-                        )
-                    )
+                    select(MEMBERS.c.id, MEMBERS.c.organization_id).where(among(dialect, MEMBERS.c.id, part))
                 )
                 .tuples()
                 .all()

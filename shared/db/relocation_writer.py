@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,7 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from shared.db.among import among
+from shared.db.among import among, chunks
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -29,6 +29,7 @@ from shared.relocation.values import BadValue, parse_value
 
 _LOGGER = logging.getLogger(__name__)
 ATTEMPTS = 3
+#: Keys looked up in one statement.
 IN_CHUNK = 500
 
 Key = tuple[Any, ...]
@@ -79,17 +80,6 @@ def _is_unique_violation(error: IntegrityError) -> bool:
     if getattr(error.orig, "sqlstate", None) == "23505":
         return True
     return "UNIQUE constraint failed" in str(error.orig)
-
-
-def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for value in values:
-        batch.append(value)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class BatchWriter:
@@ -295,7 +285,7 @@ class _BatchWrite:
         key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
         found: dict[Key, int] = {}
         dialect = self.connection.dialect.name
-        for part in _chunks(sorted({k[0] for k in keys})):
+        for part in chunks(sorted({k[0] for k in keys}), IN_CHUNK):
             statement = (
                 select(table.c.id, *key_columns)
                 .where(among(dialect, key_columns[0], part))
@@ -465,7 +455,7 @@ class _BatchWrite:
         connection, table = self.connection, self.table
         taken = {
             r.id
-            for part in _chunks(self.rows[i].old_pk for i in indexes)
+            for part in chunks((self.rows[i].old_pk for i in indexes), IN_CHUNK)
             for r in connection.execute(select(table.c.id).where(table.c.id.in_(part)))
         }
         for i in indexes:
