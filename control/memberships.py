@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -76,12 +77,31 @@ class MembershipService:
         if not rows:
             return
         values = list(rows.values())  # one per key: a statement may not touch a row twice
+        names = list(values[0])
         with self._engine.begin() as connection:
-            dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-            statement = dialect_insert(table)
-            statement = statement.on_conflict_do_update(
-                index_elements=keys,
-                set_={name: statement.excluded[name] for name in values[0] if name not in keys},
+            if connection.dialect.name == "postgresql":
+                # One statement for the whole run: each column arrives as one array and is unnested
+                # into rows (executemany would run the upsert once per row on the server).
+                source = select(
+                    *(
+                        func.unnest(bindparam(f"all_{name}", type_=ARRAY(table.c[name].type))).label(name)
+                        for name in names
+                    )
+                )
+                pg = postgresql_insert(table).from_select(names, source)
+                connection.execute(
+                    pg.on_conflict_do_update(
+                        index_elements=keys,
+                        set_={name: pg.excluded[name] for name in names if name not in keys},
+                    ),
+                    {f"all_{name}": [row[name] for row in values] for name in names},
+                )
+                return
+            lite = sqlite_insert(table)
+            connection.execute(  # one statement, compiled once, executed for many rows
+                lite.on_conflict_do_update(
+                    index_elements=keys,
+                    set_={name: lite.excluded[name] for name in names if name not in keys},
+                ),
+                values,
             )
-            # One statement, compiled once and cached, executed for many rows (pipelined by psycopg).
-            connection.execute(statement, values)

@@ -18,14 +18,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
-from shared.db.among import among
+from shared.db.among import among, chunks, per_statement
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
@@ -94,7 +94,7 @@ class SlugService:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._regions = regions
-        self._outbox = Outbox(engine, CONTROL_OUTBOX, lease=timedelta(seconds=outbox_lease_s))
+        self._outbox = Outbox(engine, CONTROL_OUTBOX, lease=timedelta(seconds=outbox_lease_s), batch=2000)
         self._deliver = self.handle
         self._drain_wait = drain_wait_s
 
@@ -150,16 +150,13 @@ class SlugService:
             else:  # refused last time: this call tries again
                 session.delete(request)
         bases = sorted({slugify(slug, SLUG_LENGTH) for slug in wanted.values()})
-        holders: dict[str, OrganizationSlugReservation | None] = dict.fromkeys(bases)
-        for start in range(0, len(bases), 500):
-            for reservation in session.scalars(
-                select(OrganizationSlugReservation).where(
-                    OrganizationSlugReservation.slug.in_(bases[start : start + 500])
-                )
-            ):
-                holders[reservation.slug] = reservation
+        holders: dict[str, _Holder | None] = dict.fromkeys(bases)
+        for part in chunks(bases, per_statement(self._dialect)):
+            holders.update(
+                _holders(work.connection, among(self._dialect, OrganizationSlugReservation.slug, part))
+            )
         pending: list[int] = []
-        aliases: list[OrganizationSlugReservation] = []
+        aliases: list[tuple[int, str]] = []  # (organization, slug chosen)
         for organization_id in organization_ids:
             if organization_id in answered:
                 continue
@@ -173,7 +170,7 @@ class SlugService:
                     )
                 continue  # our own alias from an interrupted call: the drain below finishes it
             chosen = self._free_slug(
-                session,
+                work.connection,
                 holders,
                 import_id=import_id,
                 region_name=region_name,
@@ -185,34 +182,42 @@ class SlugService:
                 # Already holds what this import would give it (asked for, or a rename finished by the
                 # background drainer after an answer was lost): nothing to rename.
                 continue
-            alias = OrganizationSlugReservation(
-                slug=chosen,
-                organization_id=organization_id,
-                region_name=region_name,
-                reservation_type=ReservationType.TEMPORARY_RENAME_ALIAS,
-                import_id=import_id,
+            holders[chosen] = (organization_id, region_name, ReservationType.TEMPORARY_RENAME_ALIAS)
+            aliases.append((organization_id, chosen))
+        if aliases:  # one statement (and one outbox insert), however many organizations
+            session.flush()  # the refused requests deleted above go first
+            created = work.connection.execute(
+                insert(OrganizationSlugReservation).returning(
+                    OrganizationSlugReservation.id, sort_by_parameter_order=True
+                ),
+                [
+                    {
+                        "slug": slug,
+                        "organization_id": organization_id,
+                        "region_name": region_name,
+                        "reservation_type": ReservationType.TEMPORARY_RENAME_ALIAS,
+                        "import_id": import_id,
+                    }
+                    for organization_id, slug in aliases
+                ],
+            ).scalars()
+            work.enqueue_many(
+                [
+                    (
+                        shard_of(region_name, organization_id),
+                        OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                        alias_id,
+                        None,
+                    )
+                    for (organization_id, _slug), alias_id in zip(aliases, created, strict=True)
+                ]
             )
-            holders[chosen] = alias  # taken for the organizations after this one
-            aliases.append(alias)
-        session.add_all(aliases)
-        session.flush()
-        work.enqueue_many(
-            [
-                (
-                    shard_of(region_name, alias.organization_id),
-                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
-                    alias.id,
-                    None,
-                )
-                for alias in aliases
-            ]
-        )
         return pending
 
     def _free_slug(
         self,
-        session: Session,
-        holders: dict[str, OrganizationSlugReservation | None],
+        connection: Connection,
+        holders: dict[str, _Holder | None],
         *,
         import_id: str,
         region_name: str,
@@ -226,15 +231,10 @@ class SlugService:
         candidate = base
         for candidate in candidates:
             if candidate not in holders:
-                holders[candidate] = session.scalar(
-                    select(OrganizationSlugReservation).where(OrganizationSlugReservation.slug == candidate)
+                holders[candidate] = _holders(connection, OrganizationSlugReservation.slug == candidate).get(
+                    candidate
                 )
-            holder = holders[candidate]
-            if holder is None or (
-                holder.organization_id == organization_id
-                and holder.region_name == region_name
-                and holder.reservation_type == ReservationType.PRIMARY
-            ):
+            if holders[candidate] in (None, (organization_id, region_name, ReservationType.PRIMARY)):
                 return candidate
         return candidate  # all taken: the unique index refuses it and the transaction is retried
 
@@ -310,92 +310,133 @@ class SlugService:
         self, aliases: Sequence[OrganizationSlugReservation], refusals: Mapping[int, str | None]
     ) -> None:
         """Drop the aliases; where the region took the slug, the organization's PRIMARY reservation takes
-        it, and where it could not, the failure is kept for the answer. The new messages are delivered
-        by the drain this runs in."""
+        it, and where it could not, the failure is kept for the answer. Core statements, a few per run
+        whatever its size. The new messages are delivered by the drain this runs in."""
+        reservation = OrganizationSlugReservation
+        dialect = self._dialect
         with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
-            session = work.session
-            ids = [alias.id for alias in aliases]
-            still_held = {
-                r.id: r
-                for r in session.scalars(
-                    select(OrganizationSlugReservation).where(
-                        among(self._dialect, OrganizationSlugReservation.id, ids)
-                    )
-                )
-            }
-            primaries = {
-                (r.region_name, r.organization_id): r
-                for r in session.scalars(
-                    select(OrganizationSlugReservation).where(
-                        OrganizationSlugReservation.organization_id.in_(
-                            [alias.organization_id for alias in aliases]
-                        ),
-                        OrganizationSlugReservation.reservation_type == ReservationType.PRIMARY,
+            connection = work.connection
+            still_held = set(
+                connection.execute(
+                    select(reservation.id).where(among(dialect, reservation.id, [a.id for a in aliases]))
+                ).scalars()
+            )
+            primaries: dict[tuple[str, int], int] = {
+                (region_name, organization_id): reservation_id
+                for reservation_id, region_name, organization_id in connection.execute(
+                    select(reservation.id, reservation.region_name, reservation.organization_id).where(
+                        among(dialect, reservation.organization_id, [a.organization_id for a in aliases]),
+                        reservation.reservation_type == ReservationType.PRIMARY,
                     )
                 )
             }
             outgoing: list[Outgoing] = []
             for alias in aliases:
-                held = still_held.get(alias.id)
-                if held is None:
-                    continue
-                session.delete(held)
-                if refusals.get(alias.organization_id, "no answer") is not None:
+                if alias.id in still_held and refusals.get(alias.organization_id, "no answer") is not None:
                     # The region's replica of the alias goes with a message of its own; where the swap
                     # succeeds, the PRIMARY's replica, with the same slug, replaces it in the region.
-                    outgoing.append(
-                        (
-                            shard_of(alias.region_name, alias.organization_id),
-                            OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
-                            alias.id,
-                            None,
-                        )
-                    )
-            session.flush()  # the aliases' slugs are free for the PRIMARY reservations below
-            answered = _recorded_requests(session, aliases)
-            taking: list[tuple[OrganizationSlugReservation, OrganizationSlugReservation]] = []
-            for alias in aliases:
-                refusal = refusals.get(alias.organization_id, "the region did not answer for it")
-                if alias.import_id:
-                    # The answer is recorded with the swap, so a retry of the import (even after this
-                    # process died, or when another process's drainer did the swap) gets the same one.
-                    key = (alias.import_id, alias.region_name, alias.organization_id)
-                    request = answered.get(key)
-                    if request is None:
-                        request = answered[key] = SlugRequest(
-                            import_id=alias.import_id,
-                            region_name=alias.region_name,
-                            organization_id=alias.organization_id,
-                        )
-                        session.add(request)
-                    request.wanted = request.final = alias.slug
-                    request.refusal = refusal
-                if refusal is not None:
-                    continue
-                primary = primaries.get((alias.region_name, alias.organization_id))
-                if primary is None:
-                    primary = OrganizationSlugReservation(
-                        slug=alias.slug,
-                        organization_id=alias.organization_id,
-                        region_name=alias.region_name,
-                        reservation_type=ReservationType.PRIMARY,
-                    )
-                    session.add(primary)
-                else:
-                    primary.slug = alias.slug
-                taking.append((alias, primary))
-            session.flush()
-            outgoing.extend(
-                (
-                    shard_of(alias.region_name, alias.organization_id),
-                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
-                    primary.id,
-                    None,
+                    outgoing.append(self._message(alias, alias.id))
+            if still_held:  # the aliases' slugs are free for the PRIMARY reservations below
+                connection.execute(
+                    delete(reservation).where(among(dialect, reservation.id, sorted(still_held)))
                 )
-                for alias, primary in taking
-            )
+            outgoing.extend(self._take_slugs(connection, aliases, refusals, primaries))
             work.enqueue_many(outgoing)
             work.commit(drain=False)
+
+    def _take_slugs(
+        self,
+        connection: Connection,
+        aliases: Sequence[OrganizationSlugReservation],
+        refusals: Mapping[int, str | None],
+        primaries: Mapping[tuple[str, int], int],
+    ) -> list[Outgoing]:
+        """Record each alias's answer and give its organization's PRIMARY reservation its slug (the
+        aliases are gone); returns the PRIMARY reservations' messages."""
+        reservation, request = OrganizationSlugReservation, SlugRequest
+        outgoing: list[Outgoing] = []
+        answered = _recorded_requests(connection, aliases)
+        new_requests: dict[tuple[str, str, int], dict[str, object]] = {}
+        changed_requests: list[dict[str, object]] = []
+        new_primaries: list[OrganizationSlugReservation] = []
+        moved_primaries: list[dict[str, object]] = []
+        for alias in aliases:
+            refusal = refusals.get(alias.organization_id, "the region did not answer for it")
+            if alias.import_id:
+                # The answer is recorded with the swap, so a retry of the import (even after this
+                # process died, or when another process's drainer did the swap) gets the same one.
+                key = (alias.import_id, alias.region_name, alias.organization_id)
+                if key in answered:
+                    changed_requests.append(
+                        {"k_import": key[0], "k_region": key[1], "k_org": key[2], "n_slug": alias.slug}
+                        | {"n_refusal": refusal}
+                    )
+                else:
+                    new_requests[key] = {
+                        "import_id": key[0],
+                        "region_name": key[1],
+                        "organization_id": key[2],
+                        "wanted": alias.slug,
+                        "final": alias.slug,
+                        "refusal": refusal,
+                    }
+            if refusal is not None:
+                continue
+            primary_id = primaries.get((alias.region_name, alias.organization_id))
+            if primary_id is None:
+                new_primaries.append(alias)
+            else:
+                moved_primaries.append({"k_id": primary_id, "n_slug": alias.slug})
+                outgoing.append(self._message(alias, primary_id))
+        if changed_requests:
+            connection.execute(
+                update(request)
+                .where(
+                    request.import_id == bindparam("k_import"),
+                    request.region_name == bindparam("k_region"),
+                    request.organization_id == bindparam("k_org"),
+                )
+                .values(
+                    wanted=bindparam("n_slug"), final=bindparam("n_slug"), refusal=bindparam("n_refusal")
+                ),
+                changed_requests,
+            )
+        if new_requests:
+            connection.execute(insert(request), list(new_requests.values()))
+        if moved_primaries:
+            connection.execute(
+                update(reservation)
+                .where(reservation.id == bindparam("k_id"))
+                .values(slug=bindparam("n_slug")),
+                moved_primaries,
+            )
+        if new_primaries:
+            created = connection.execute(
+                insert(reservation).returning(reservation.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "slug": alias.slug,
+                        "organization_id": alias.organization_id,
+                        "region_name": alias.region_name,
+                        "reservation_type": ReservationType.PRIMARY,
+                    }
+                    for alias in new_primaries
+                ],
+            ).scalars()
+            outgoing.extend(
+                self._message(alias, primary_id)
+                for alias, primary_id in zip(new_primaries, created, strict=True)
+            )
+        return outgoing
+
+    @staticmethod
+    def _message(alias: OrganizationSlugReservation, reservation_id: int) -> Outgoing:
+        return (
+            shard_of(alias.region_name, alias.organization_id),
+            OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+            reservation_id,
+            None,
+        )
 
     def drain_due(self) -> int:
         """One sweep over every due shard (the background drainer and DrainOutbox call this)."""
@@ -413,8 +454,7 @@ class SlugService:
             mappings: dict[tuple[str, int], OrganizationMapping] = {}
             for region_name in {u.region_name for u in updates}:
                 ids = sorted({u.organization_id for u in updates if u.region_name == region_name})
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
+                for chunk in chunks(ids, per_statement(self._dialect)):
                     backed.update(
                         (region_name, organization_id, slug)
                         for organization_id, slug in session.execute(
@@ -422,14 +462,14 @@ class SlugService:
                                 OrganizationSlugReservation.organization_id, OrganizationSlugReservation.slug
                             ).where(
                                 OrganizationSlugReservation.region_name == region_name,
-                                OrganizationSlugReservation.organization_id.in_(chunk),
+                                among(self._dialect, OrganizationSlugReservation.organization_id, chunk),
                             )
                         )
                     )
                     for mapping in session.scalars(
                         select(OrganizationMapping).where(
                             OrganizationMapping.region_name == region_name,
-                            OrganizationMapping.organization_id.in_(chunk),
+                            among(self._dialect, OrganizationMapping.organization_id, chunk),
                         )
                     ):
                         mappings[(region_name, mapping.organization_id)] = mapping
@@ -457,23 +497,38 @@ def _candidates(import_id: str, organization_id: int, base: str) -> Iterator[str
     yield from suffixed_candidates(base or "org", SLUG_LENGTH, suffix_rng(import_id, "slug", organization_id))
 
 
+#: Who holds a slug: (organization id, region, reservation type).
+_Holder = tuple[int, str, int]
+
+
+def _holders(connection: Connection, condition: ColumnElement[bool]) -> dict[str, _Holder]:
+    """The holders of the slugs ``condition`` selects, by slug."""
+    r = OrganizationSlugReservation
+    return {
+        slug: (organization_id, region_name, reservation_type)
+        for slug, organization_id, region_name, reservation_type in connection.execute(
+            select(r.slug, r.organization_id, r.region_name, r.reservation_type).where(condition)
+        )
+    }
+
+
 def _recorded_requests(
-    session: Session, aliases: Sequence[OrganizationSlugReservation]
-) -> dict[tuple[str, str, int], SlugRequest]:
-    """The recorded answers for these aliases' imports and organizations, read in bulk."""
+    connection: Connection, aliases: Sequence[OrganizationSlugReservation]
+) -> set[tuple[str, str, int]]:
+    """Which of these aliases' (import, region, organization) have a recorded answer, read in bulk."""
     keys = {(a.import_id, a.region_name, a.organization_id) for a in aliases if a.import_id}
     organization_ids = sorted({key[2] for key in keys})
-    found: dict[tuple[str, str, int], SlugRequest] = {}
-    for start in range(0, len(organization_ids), 500):
-        for request in session.scalars(
-            select(SlugRequest).where(
+    found: set[tuple[str, str, int]] = set()
+    dialect = connection.dialect.name
+    for part in chunks(organization_ids, per_statement(dialect)):
+        for key in connection.execute(
+            select(SlugRequest.import_id, SlugRequest.region_name, SlugRequest.organization_id).where(
                 SlugRequest.import_id.in_(sorted({key[0] for key in keys})),
-                SlugRequest.organization_id.in_(organization_ids[start : start + 500]),
+                among(dialect, SlugRequest.organization_id, part),
             )
         ):
-            key = (request.import_id, request.region_name, request.organization_id)
-            if key in keys:
-                found[key] = request
+            if tuple(key) in keys:
+                found.add((key[0], key[1], key[2]))
     return found
 
 
@@ -481,23 +536,23 @@ def _requests_and_reservations(
     session: Session, import_id: str, region_name: str, organization_ids: Sequence[int]
 ) -> tuple[dict[int, SlugRequest], dict[tuple[int, ReservationType], OrganizationSlugReservation]]:
     """The import's recorded answers and the organizations' reservations, by organization (and type),
-    read with two queries per 500 organizations."""
+    read with two queries (per ``per_statement`` organizations)."""
     requests: dict[int, SlugRequest] = {}
     held: dict[tuple[int, ReservationType], OrganizationSlugReservation] = {}
-    for start in range(0, len(organization_ids), 500):
-        chunk = organization_ids[start : start + 500]
+    dialect = session.get_bind().dialect.name
+    for chunk in chunks(organization_ids, per_statement(dialect)):
         for request in session.scalars(
             select(SlugRequest).where(
                 SlugRequest.import_id == import_id,
                 SlugRequest.region_name == region_name,
-                SlugRequest.organization_id.in_(chunk),
+                among(dialect, SlugRequest.organization_id, chunk),
             )
         ):
             requests[request.organization_id] = request
         for reservation in session.scalars(
             select(OrganizationSlugReservation).where(
                 OrganizationSlugReservation.region_name == region_name,
-                OrganizationSlugReservation.organization_id.in_(chunk),
+                among(dialect, OrganizationSlugReservation.organization_id, chunk),
             )
         ):
             held[(reservation.organization_id, ReservationType(reservation.reservation_type))] = reservation

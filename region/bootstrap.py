@@ -23,6 +23,7 @@ from region.organizations import OrganizationService, organization_shard, produc
 from region.rpc.control_client import ControlBatchWriter, GrpcControlClient
 from region.rpc.servicer import RegionServicer
 from shared import service
+from shared.db.among import among, chunks, per_statement
 from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
 from shared.db.relocation_writer import BatchWriter
@@ -123,11 +124,12 @@ def record_slugs(sessions: sessionmaker[Session], import_id: str, final: Mapping
     ids = sorted(final)
     with sessions.begin() as session:
         recorded: dict[int, ImportedOrganizationSlug] = {}
-        for start in range(0, len(ids), 500):
+        dialect = session.get_bind().dialect.name
+        for part in chunks(ids, per_statement(dialect)):
             for row in session.scalars(
                 select(ImportedOrganizationSlug).where(
                     ImportedOrganizationSlug.import_id == import_id,
-                    ImportedOrganizationSlug.organization_id.in_(ids[start : start + 500]),
+                    among(dialect, ImportedOrganizationSlug.organization_id, part),
                 )
             ):
                 recorded[row.organization_id] = row

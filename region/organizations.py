@@ -7,6 +7,7 @@ drained after the commit, with no transaction open while control is called.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,9 +16,8 @@ from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from region.db.models import REGION_OUTBOX, RELOCATION_TABLES, OrganizationSlugReservationReplica
 from region.errors import RegionError
@@ -27,7 +27,7 @@ from region.rpc.control_client import (
     MemberTeamReplica,
     OrganizationMappingUpdate,
 )
-from shared.db.among import among, chunks
+from shared.db.among import among, chunks, per_statement
 from shared.db.delivery import BackgroundDelivery
 from shared.db.outbox import IDS, Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
@@ -40,6 +40,7 @@ PER_CALL = 2000
 ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
 MEMBERS = RELOCATION_TABLES["sentry.organizationmember"]
 MEMBER_TEAMS = RELOCATION_TABLES["sentry.organizationmemberteam"]
+REPLICAS = OrganizationSlugReservationReplica
 
 
 class UnknownOrganization(RegionError):
@@ -53,6 +54,17 @@ class SlugUpdate:
     #: Another organization in this region holds the slug; nothing changed.
     taken: bool = False
     message: str = ""
+
+
+@dataclass(frozen=True)
+class ReplicaUpdate:
+    """One of control's slug reservations, as this region keeps it."""
+
+    reservation_id: int
+    slug: str
+    organization_id: int
+    region_name: str
+    reservation_type: int
 
 
 def organization_shard(organization_id: int) -> Shard:
@@ -84,10 +96,10 @@ class OrganizationService:
             connection = work.connection
             known: set[int] = set()
             ids = sorted({organization_id for organization_id, _slug in wanted})
-            for start in range(0, len(ids), 500):
+            for part in chunks(ids, per_statement(self._dialect)):
                 known.update(
                     connection.execute(
-                        select(ORGANIZATIONS.c.id).where(ORGANIZATIONS.c.id.in_(ids[start : start + 500]))
+                        select(ORGANIZATIONS.c.id).where(among(self._dialect, ORGANIZATIONS.c.id, part))
                     ).scalars()
                 )
             for organization_id in ids:
@@ -156,14 +168,15 @@ class OrganizationService:
         )
         return results
 
-    def upsert_replicas(self, reservations: Sequence[OrganizationSlugReservationReplica]) -> None:
-        """Replace the replicas of these reservations, in order, with one read, one delete and one insert:
-        whatever conflicts with a newer reservation (same reservation, same slug, or same organization
-        and type) is stale, in the table and within the batch."""
-        replica = OrganizationSlugReservationReplica
+    def upsert_replicas(self, reservations: Sequence[ReplicaUpdate]) -> None:
+        """Replace the replicas of these reservations, in order, with one read, one delete and one insert
+        (Core statements: a run holds thousands): whatever conflicts with a newer reservation (same
+        reservation, same slug, or same organization and type) is stale, in the table and within the
+        batch."""
+        replica = REPLICAS
 
         # The newest of the batch's reservations that clash with one another wins (looked up by key).
-        survivors: dict[int, OrganizationSlugReservationReplica] = {}
+        survivors: dict[int, ReplicaUpdate] = {}
         by_id: dict[int, int] = {}
         by_slug: dict[str, int] = {}
         by_pair: dict[tuple[int, int], int] = {}
@@ -180,12 +193,11 @@ class OrganizationService:
             by_id[reservation.reservation_id] = by_slug[reservation.slug] = by_pair[pair] = position
         kept = list(survivors.values())
         kept_ids, kept_slugs = {r.reservation_id for r in kept}, {r.slug for r in kept}
-        with Session(self._engine) as session, session.begin():
+        kept_pairs = {(r.organization_id, r.reservation_type) for r in kept}
+        with self._engine.begin() as connection:
             stale: set[int] = set()
-            for start in range(0, len(kept), 500):
-                part = kept[start : start + 500]
-                pairs = {(r.organization_id, r.reservation_type) for r in part}
-                for row in session.execute(
+            for part in chunks(kept, per_statement(self._dialect)):
+                for row in connection.execute(
                     select(
                         replica.id,
                         replica.reservation_id,
@@ -193,28 +205,27 @@ class OrganizationService:
                         replica.organization_id,
                         replica.reservation_type,
                     ).where(
-                        replica.reservation_id.in_([r.reservation_id for r in part])
-                        | replica.slug.in_([r.slug for r in part])
-                        | replica.organization_id.in_([r.organization_id for r in part])
+                        among(self._dialect, replica.reservation_id, [r.reservation_id for r in part])
+                        | among(self._dialect, replica.slug, [r.slug for r in part])
+                        | among(self._dialect, replica.organization_id, [r.organization_id for r in part])
                     )
                 ):
                     if (
                         row.reservation_id in kept_ids
                         or row.slug in kept_slugs
-                        or (row.organization_id, row.reservation_type) in pairs
+                        or (row.organization_id, row.reservation_type) in kept_pairs
                     ):
                         stale.add(row.id)
-            ids = sorted(stale)
-            for start in range(0, len(ids), 500):
-                session.execute(delete(replica).where(replica.id.in_(ids[start : start + 500])))
-            session.add_all(kept)
+            for part in chunks(sorted(stale), per_statement(self._dialect)):
+                connection.execute(delete(REPLICAS).where(among(self._dialect, replica.id, part)))
+            if kept:
+                connection.execute(insert(REPLICAS), [dataclasses.asdict(r) for r in kept])
 
     def delete_replicas(self, reservation_ids: Sequence[int]) -> None:
-        replica = OrganizationSlugReservationReplica
-        with Session(self._engine) as session, session.begin():
-            for start in range(0, len(reservation_ids), 500):
-                session.execute(
-                    delete(replica).where(replica.reservation_id.in_(reservation_ids[start : start + 500]))
+        with self._engine.begin() as connection:
+            for part in chunks(reservation_ids, per_statement(self._dialect)):
+                connection.execute(
+                    delete(REPLICAS).where(among(self._dialect, REPLICAS.reservation_id, part))
                 )
 
     # ---- the region outbox ----------------------------------------------------------------------------
@@ -253,7 +264,9 @@ class OrganizationService:
         o = ORGANIZATIONS.c
         with self._engine.connect() as connection:
             rows = connection.execute(
-                select(o.id, o.slug, o.name, o.status).where(o.id.in_([m.object_id for m in messages]))
+                select(o.id, o.slug, o.name, o.status).where(
+                    among(self._dialect, o.id, [m.object_id for m in messages])
+                )
             ).all()
         mappings = [
             OrganizationMappingUpdate(r.id, r.slug, r.name, r.status) for r in rows

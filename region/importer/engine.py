@@ -253,9 +253,9 @@ class ImportEngine:
         """Write the batches in order while the next ones are read and prepared.
 
         A batch is in flight while the next is prepared, unless the next needs primary keys it brings.
-        A control batch may also be sent while the previous batch of its model is still being written
-        (control's database work then overlaps the next batch's transfer), when the two share no unique
-        key value, so their outcomes cannot depend on which commits first. Results are taken in order;
+        A batch may also be sent while the previous batch of its model is still being written (the
+        database works on both at once: control's, or the region's on PostgreSQL), when the two share no
+        unique key value, so their outcomes cannot depend on which commits first. Results are taken in order;
         after a failure at most the one batch sent after it is written too, and a rerun replays it."""
         if self.options.row_by_row:  # the per-row baseline works one step at a time, as Sentry does
             for batch in batches:
@@ -267,7 +267,10 @@ class ImportEngine:
                 while flights and any(f.spec.name in needs(batch.spec) for f, _sent in flights):
                     self._apply(*flights.popleft(), summary)
                 prepared = self._prepare(batch, preparer)
-                while flights and not (len(flights) < 2 and may_overlap(flights[0][0], prepared)):
+                concurrent = self._writers[prepared.spec.silo].overlaps
+                while flights and not (
+                    len(flights) < 2 and may_overlap(flights[0][0], prepared, concurrent=concurrent)
+                ):
                     self._apply(*flights.popleft(), summary)
                 sent = (
                     pool.submit(self._writers[prepared.spec.silo].write, prepared.batch)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from shared.relocation.batch import Batch
 from shared.relocation.findings import Finding
 from shared.relocation.reader import Record
-from shared.relocation.spec import ModelSpec, Silo
+from shared.relocation.spec import ModelSpec
 
 
 @dataclass
@@ -51,10 +51,10 @@ def unique_values(prepared: PreparedBatch) -> set[tuple[int, tuple[object, ...]]
     return found
 
 
-def may_overlap(writing: PreparedBatch, following: PreparedBatch) -> bool:
+def may_overlap(writing: PreparedBatch, following: PreparedBatch, *, concurrent: bool = True) -> bool:
     """Whether ``following`` may be sent while ``writing`` is still being written: two batches of one
-    control model that share no unique key value."""
-    if writing.spec.name != following.spec.name or following.spec.silo is not Silo.CONTROL:
+    model that share no unique key value, where the silo's writer takes two at once (``concurrent``)."""
+    if writing.spec.name != following.spec.name or not concurrent:
         return False
     if writing.batch is None or following.batch is None:
         return True

@@ -12,6 +12,12 @@ from shared.relocation.batch import Batch, BatchResult
 class Writer(Protocol):
     """Writes one batch in the silo that owns its model, with its chunk record (replays return it)."""
 
+    @property
+    def overlaps(self) -> bool:
+        """Whether two batches of one model may be written at the same time (each in its own
+        transaction)."""
+        ...
+
     def write(self, batch: Batch) -> BatchResult: ...
 
     def settle(self, timeout_s: float | None = None) -> None:

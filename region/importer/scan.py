@@ -17,9 +17,10 @@ from shared.relocation.pkmap import PkSet
 from shared.relocation.reader import ExportFormatError, Record, read_records
 from shared.relocation.registry import MODELS, lookup
 from shared.relocation.spec import ModelSpec
-from shared.relocation.values import BadValue, parse_value
+from shared.relocation.values import BadValue, check_value
 
 _INT64 = (-(2**63), 2**63 - 1)
+_MISSING = object()
 
 #: Model -> the models whose foreign keys point at it (an export must list it before them).
 DEPENDENTS: dict[str, frozenset[str]] = {
@@ -61,24 +62,26 @@ def invalid(source: str, record: Record, message: str) -> ExportFormatError:
 
 
 def check_record(source: str, spec: ModelSpec, record: Record) -> None:
-    unknown = sorted(set(record.fields) - spec.all_names)
-    if unknown:
+    fields = record.fields
+    if not fields.keys() <= spec.all_names:
+        unknown = sorted(set(fields) - spec.all_names)
         raise invalid(source, record, f"unknown field(s) {', '.join(map(repr, unknown))}")
     for field in spec.fields:
-        if field.name not in record.fields:
+        value = fields.get(field.name, _MISSING)
+        if value is _MISSING:
             if field.default is None and not field.nullable:
                 raise invalid(source, record, f"missing required field {field.name!r}")
             continue
         try:
-            parse_value(field, record.fields[field.name])
+            check_value(field, value)
         except BadValue as exc:
             raise invalid(source, record, f"field {field.name!r}: {exc}") from None
     for fk in spec.foreign_keys:
-        value = record.fields.get(fk.name)
+        value = fields.get(fk.name)
         if value is None:
-            if fk.name in record.fields and not fk.nullable:
+            if fk.name in fields and not fk.nullable:
                 raise invalid(source, record, f"field {fk.name!r} must not be null")
-            if fk.name not in record.fields and not fk.nullable:
+            if fk.name not in fields and not fk.nullable:
                 raise invalid(source, record, f"missing required field {fk.name!r}")
         elif isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
             raise invalid(
@@ -144,6 +147,8 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
     reader = HashingReader(stream)
     counts: dict[str, int] = {}
     first_seen: dict[str, Record] = {}
+    #: Model -> how many models had been seen when its order was last found good.
+    order_checked: dict[str, int] = {}
     #: Every model's pks so far: duplicates are refused, and --strict checks references against them.
     pks: dict[str, PkSet] = defaultdict(PkSet)
     collector = _Collector(options)
@@ -165,15 +170,17 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
             )
         if options.strict:
             check_references(source, spec, record, pks)
-        for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):
-            earlier = first_seen[dependent]
-            raise invalid(
-                source,
-                record,
-                f"out of dependency order: {dependent} (first at line {earlier.line}) refers to {spec.name}, "
-                f"so every {spec.name} must come before it",
-            )
-        first_seen.setdefault(spec.name, record)
+        if order_checked.get(spec.name) != len(first_seen):  # only a model seen first since can break it
+            for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):
+                earlier = first_seen[dependent]
+                raise invalid(
+                    source,
+                    record,
+                    f"out of dependency order: {dependent} (first at line {earlier.line}) refers to "
+                    f"{spec.name}, so every {spec.name} must come before it",
+                )
+            first_seen.setdefault(spec.name, record)
+            order_checked[spec.name] = len(first_seen)
         if collector.active:
             collector.add(record)
     keep_users, keep_emails, keep_orgs = collector.result(options)

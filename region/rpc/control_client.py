@@ -143,6 +143,9 @@ class GrpcControlClient:
 class ControlBatchWriter:
     """Writes batches of control models through control (implements ``region.importer.ports.Writer``)."""
 
+    #: Control takes concurrent calls (its database serialises what must be).
+    overlaps = True
+
     def __init__(self, client: GrpcControlClient, *, timeout_s: float = 120.0) -> None:
         self._client = client
         self._timeout = timeout_s

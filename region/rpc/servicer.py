@@ -5,9 +5,8 @@ from __future__ import annotations
 import grpc
 
 from region import ping
-from region.db.models import OrganizationSlugReservationReplica
 from region.errors import ControlNotConfigured, RegionError
-from region.organizations import OrganizationService, UnknownOrganization
+from region.organizations import OrganizationService, ReplicaUpdate, UnknownOrganization
 from region.ports import ControlPort
 from shared.ping import hops_from_proto, hops_to_proto
 from shared.rpc.errors import ErrorTable, translate_errors
@@ -63,7 +62,7 @@ class RegionServicer(region_pb2_grpc.RegionServiceServicer):
     ) -> region_pb2.UpsertSlugReservationReplicasResponse:
         self._organizations.upsert_replicas(
             [
-                OrganizationSlugReservationReplica(
+                ReplicaUpdate(
                     reservation_id=r.id,
                     slug=r.slug,
                     organization_id=r.organization_id,

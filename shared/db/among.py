@@ -17,6 +17,8 @@ from sqlalchemy.orm import QueryableAttribute
 
 #: Most values one statement carries (SQLite allows 32,766 bound parameters).
 CHUNK = 1000
+#: On PostgreSQL one array parameter holds them all; a bound still keeps one statement's array sane.
+PG_CHUNK = 50_000
 
 
 def among(
@@ -26,6 +28,13 @@ def among(
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def per_statement(dialect: str) -> int:
+    """How many values to pass to one statement. On PostgreSQL, as many as there are (up to
+    ``PG_CHUNK``): where the planner scans the table rather than probe an index for each value (a small
+    or freshly filled table), each statement is one more pass over it."""
+    return PG_CHUNK if dialect == "postgresql" else CHUNK
 
 
 def chunks(values: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 from shared.errors import ConfigError
 
@@ -46,7 +48,31 @@ def make_engine(url: str) -> Engine:
         # unit of work see one snapshot and writes take the lock at BEGIN.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    # Pessimistic disconnect handling, but only for connections that sat idle in the pool: a ping on
+    # every checkout is one more round trip per transaction, which a bulk import makes thousands of.
+    event.listen(engine, "checkin", _idle_since_now)
+    event.listen(engine, "checkout", lambda dbapi, record, _proxy: _ping_if_idle(engine, dbapi, record))
+    return engine
+
+
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _idle_since_now(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine, dbapi_connection: Any, record: Any) -> None:
+    idle_since = record.info.pop("idle_since", None)
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+        return  # new, or just used
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    except Exception as exc:
+        # The pool discards this connection and checks out another (a new one if need be).
+        raise DisconnectionError(f"a pooled connection is gone ({exc})") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

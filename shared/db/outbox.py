@@ -49,7 +49,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.db.among import CHUNK, among
+from shared.db.among import among, chunks, per_statement
 from shared.db.relocation_tables import ID
 
 _LOGGER = logging.getLogger(__name__)
@@ -235,22 +235,22 @@ class Outbox:
         return self._table
 
     def _shard_sets(self, shards: Iterable[Shard]) -> Iterator[tuple[str, OutboxScope, Any]]:
-        """(destination, scope, condition) covering ``shards``: one condition per 500 shard ids of the
-        same destination and scope, for reading or updating many shards with a few statements."""
+        """(destination, scope, condition) covering ``shards``: one condition per destination and scope
+        (per ``per_statement`` shard ids), for reading or updating many shards with a few statements."""
         c = self._table.c
         by_kind: dict[tuple[str, OutboxScope], list[int]] = {}
         for shard in shards:
             by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
         for (destination, scope), ids in by_kind.items():
             ids.sort()
-            for start in range(0, len(ids), 500):
+            for part in chunks(ids, per_statement(self._dialect)):
                 yield (
                     destination,
                     scope,
                     and_(
                         c.destination == destination,
                         c.shard_scope == int(scope),
-                        among(self._dialect, c.shard_id, ids[start : start + 500]),
+                        among(self._dialect, c.shard_id, part),
                     ),
                 )
 
@@ -283,7 +283,8 @@ class Outbox:
 
     def last_id(self, shards: Iterable[Shard], connection: Connection | None = None) -> dict[Shard, int]:
         """The newest message id of each shard that has messages (a bound for a drain right after a
-        commit), in one grouped query per 500 shards; inside ``connection``'s transaction when given."""
+        commit), in one grouped query per destination and scope; inside ``connection``'s transaction
+        when given."""
         c = self._table.c
         result: dict[Shard, int] = {}
 
@@ -451,17 +452,17 @@ class Outbox:
                         continue
                     claimed[shard] = mine[-1].id
                     stamp.extend(r.id for r in mine)
-            for start in range(0, len(stamp), CHUNK):
+            for part in chunks(stamp, per_statement(self._dialect)):
                 connection.execute(
                     update(self._table)
-                    .where(among(self._dialect, c.id, stamp[start : start + CHUNK]))
+                    .where(among(self._dialect, c.id, part))
                     .values(claimed_until=now + self._lease)
                 )
         return _Claim(claimed, stamp, busy)
 
     def _interleaved(self, claimed: Mapping[Shard, int]) -> list[list[Message]]:
         """Every claimed shard's coalesced groups, interleaved round by round (each shard's order kept);
-        read with one query per 500 shards."""
+        read with one query per destination and scope."""
         c = self._table.c
         per_shard: dict[Shard, dict[tuple[int, int, int], list[Message]]] = {
             shard: {} for shard in sorted(claimed)
@@ -515,14 +516,12 @@ class Outbox:
         """Delete handled messages and renew the claim on ``renew`` (the rest of ours) in one transaction."""
         c, now = self._table.c, self._clock()
         with self._engine.begin() as connection:
-            for start in range(0, len(ids), CHUNK):
-                connection.execute(
-                    delete(self._table).where(among(self._dialect, c.id, ids[start : start + CHUNK]))
-                )
-            for start in range(0, len(renew), CHUNK):
+            for part in chunks(ids, per_statement(self._dialect)):
+                connection.execute(delete(self._table).where(among(self._dialect, c.id, part)))
+            for part in chunks(renew, per_statement(self._dialect)):
                 connection.execute(
                     update(self._table)
-                    .where(among(self._dialect, c.id, renew[start : start + CHUNK]))
+                    .where(among(self._dialect, c.id, part))
                     .values(claimed_until=now + self._lease)
                 )
 
@@ -530,11 +529,9 @@ class Outbox:
         """Give up our claim on these rows (never on rows another drainer claimed since)."""
         c = self._table.c
         with self._engine.begin() as connection:
-            for start in range(0, len(ids), CHUNK):
+            for part in chunks(ids, per_statement(self._dialect)):
                 connection.execute(
-                    update(self._table)
-                    .where(among(self._dialect, c.id, ids[start : start + CHUNK]))
-                    .values(claimed_until=None)
+                    update(self._table).where(among(self._dialect, c.id, part)).values(claimed_until=None)
                 )
 
     def _back_off(self, shard: Shard) -> None:

@@ -16,7 +16,7 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from shared.db.among import among, chunks
+from shared.db.among import among, chunks, per_statement
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -29,8 +29,6 @@ from shared.relocation.values import BadValue, parse_value
 
 _LOGGER = logging.getLogger(__name__)
 ATTEMPTS = 3
-#: Keys looked up in one statement.
-IN_CHUNK = 500
 
 Key = tuple[Any, ...]
 AfterInsert = Callable[[UnitOfWork, str, Sequence[tuple[int, Mapping[str, Any]]]], None]
@@ -103,6 +101,12 @@ class BatchWriter:
         #: Each batch is one unit of work: its outbox messages are delivered right after its commit.
         self._unit_of_work = unit_of_work or (lambda: UnitOfWork(engine))
         self._settle = settle
+
+    @property
+    def overlaps(self) -> bool:
+        """Two batches may be written at once on PostgreSQL (each its own transaction and connection);
+        SQLite has one writer at a time, so there it would only wait."""
+        return self._engine.dialect.name == "postgresql"
 
     def settle(self, timeout_s: float | None = None) -> None:
         """Wait (at most ``timeout_s``) for the deliveries the units of work handed to a background
@@ -285,7 +289,7 @@ class _BatchWrite:
         key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
         found: dict[Key, int] = {}
         dialect = self.connection.dialect.name
-        for part in chunks(sorted({k[0] for k in keys}), IN_CHUNK):
+        for part in chunks(sorted({k[0] for k in keys}), per_statement(dialect)):
             statement = (
                 select(table.c.id, *key_columns)
                 .where(among(dialect, key_columns[0], part))
@@ -455,7 +459,7 @@ class _BatchWrite:
         connection, table = self.connection, self.table
         taken = {
             r.id
-            for part in chunks((self.rows[i].old_pk for i in indexes), IN_CHUNK)
+            for part in chunks((self.rows[i].old_pk for i in indexes), per_statement(connection.dialect.name))
             for r in connection.execute(select(table.c.id).where(table.c.id.in_(part)))
         }
         for i in indexes:

@@ -8,6 +8,7 @@ syntax error names the line and column where it is.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -17,7 +18,11 @@ from shared.errors import SharedError
 CHUNK_CHARS = 1 << 20
 #: The largest record the reader accepts; also what bounds its memory on malformed input.
 MAX_RECORD_CHARS = 64 << 20
-_WHITESPACE = " \t\n\r"
+_SPACE = re.compile(r"[ \t\n\r]*")
+#: Between two records: a comma and the next record's opening brace.
+_BETWEEN = re.compile(r"[ \t\n\r]*,[ \t\n\r]*\{")
+#: The keys of a record.
+_KEYS = frozenset({"model", "pk", "fields"})
 
 
 class ExportFormatError(SharedError):
@@ -33,9 +38,10 @@ class ExportFormatError(SharedError):
         super().__init__(f"{where}: {message}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Record:
-    """One instance in an export."""
+    """One instance in an export (not frozen: a frozen dataclass costs twice as much to make, and the
+    reader makes one per instance; nothing changes a record)."""
 
     #: Position in the file: 0-based record index, 1-based line and column of its opening brace.
     index: int
@@ -47,13 +53,16 @@ class Record:
 
 
 class _Cursor:
-    """A window over a text stream that tracks the line and column of its start."""
+    """A window over a text stream. Lines and columns are counted only where they are asked for: from a
+    mark whose line and line start are known, forward to the offset asked about."""
 
     def __init__(self, stream: TextIO, source: str) -> None:
         self.stream, self.source = stream, source
         self.buffer = ""
         self.pos = 0
-        self.line, self.column = 1, 1  # of self.pos
+        #: ``line`` is the line of offset ``mark``; ``line_start`` the offset where that line starts
+        #: (negative once the start has left the window).
+        self.mark, self.line, self.line_start = 0, 1, 0
         self.eof = False
 
     def fill(self) -> bool:
@@ -63,32 +72,29 @@ class _Cursor:
         if not chunk:
             self.eof = True
             return False
-        self.buffer = self.buffer[self.pos :] + chunk
+        self.position_of(self.pos)  # the mark moves to pos before the window drops what precedes it
+        shift = self.pos
+        self.buffer = self.buffer[shift:] + chunk
         self.pos = 0
+        self.mark -= shift
+        self.line_start -= shift
         return True
 
-    def advance(self, end: int) -> None:
-        consumed = self.buffer[self.pos : end]
-        newlines = consumed.count("\n")
-        if newlines:
-            self.line += newlines
-            self.column = len(consumed) - consumed.rfind("\n")
-        else:
-            self.column += len(consumed)
-        self.pos = end
-
     def position_of(self, offset: int) -> tuple[int, int]:
-        consumed = self.buffer[self.pos : offset]
-        newlines = consumed.count("\n")
-        if newlines:
-            return self.line + newlines, len(consumed) - consumed.rfind("\n")
-        return self.line, self.column + len(consumed)
+        """1-based line and column of ``offset`` (at or after the mark, which moves there)."""
+        if offset > self.mark:
+            buffer = self.buffer
+            newlines = buffer.count("\n", self.mark, offset)
+            if newlines:
+                self.line += newlines
+                self.line_start = buffer.rfind("\n", self.mark, offset) + 1
+            self.mark = offset
+        return self.line, offset - self.line_start + 1
 
     def skip_whitespace(self) -> str | None:
         """The next significant character (not consumed), or None at the end of the stream."""
         while True:
-            while self.pos < len(self.buffer) and self.buffer[self.pos] in _WHITESPACE:
-                self.advance(self.pos + 1)
+            self.pos = _SPACE.match(self.buffer, self.pos).end()  # type: ignore[union-attr]
             if self.pos < len(self.buffer):
                 return self.buffer[self.pos]
             if not self.fill():
@@ -131,43 +137,64 @@ def read_records(stream: TextIO, source: str) -> Iterator[Record]:
         raise cursor.error("the file is empty; an export is a JSON list")
     if first != "[":
         raise cursor.error("an export is a JSON list of records and starts with '['")
-    cursor.advance(cursor.pos + 1)
+    cursor.pos += 1
     index = 0
     expect_more = False
+    char: str | None = cursor.skip_whitespace()
     while True:
-        char = cursor.skip_whitespace()
         if char is None:
             raise cursor.error("the file ends inside the list (no closing ']')")
         if char == "]" and not expect_more:
-            cursor.advance(cursor.pos + 1)
+            cursor.pos += 1
             break
         if char != "{":
             raise cursor.error(f"expected a record object, found {char!r}", record=index)
-        line, column = cursor.line, cursor.column
-        value, end = _decode_value(cursor, index)
-        cursor.advance(end)
-        yield _record(value, index, line, column, source)
-        index += 1
-        char = cursor.skip_whitespace()
-        if char == ",":
-            cursor.advance(cursor.pos + 1)
-            expect_more = True
-        elif char == "]":
-            expect_more = False
-        elif char is None:
-            raise cursor.error("the file ends inside the list (no closing ']')")
+        line, column = cursor.position_of(cursor.pos)
+        value, cursor.pos = _decode_value(cursor, index)
+        model, pk, fields = value.get("model"), value.get("pk"), value.get("fields")
+        if (
+            len(value) == 3
+            and type(model) is str
+            and type(pk) is int
+            and type(fields) is dict
+            and "." in model
+        ):
+            yield Record(index, line, column, model.lower(), pk, fields)  # the usual record, checked
         else:
-            raise cursor.error(f"expected ',' or ']' after a record, found {char!r}", record=index - 1)
+            yield _record(value, index, line, column, source)
+        index += 1
+        char, expect_more = _after_record(cursor, index - 1)
     trailing = cursor.skip_whitespace()
     if trailing is not None:
         raise cursor.error("unexpected content after the closing ']'")
+
+
+def _after_record(cursor: _Cursor, index: int) -> tuple[str, bool]:
+    """Step over what follows record ``index``: the next significant character, and whether a comma
+    was passed (so that another record must follow)."""
+    between = _BETWEEN.match(cursor.buffer, cursor.pos)
+    if between is not None:  # the usual case: a comma, then the next record's brace in the window
+        cursor.pos = between.end() - 1
+        return "{", True
+    char = cursor.skip_whitespace()
+    if char == ",":
+        cursor.pos += 1
+        char = cursor.skip_whitespace()
+        if char is None:
+            raise cursor.error("the file ends inside the list (no closing ']')")
+        return char, True
+    if char == "]":
+        return char, False
+    if char is None:
+        raise cursor.error("the file ends inside the list (no closing ']')")
+    raise cursor.error(f"expected ',' or ']' after a record, found {char!r}", record=index)
 
 
 def _record(value: dict[str, Any], index: int, line: int, column: int, source: str) -> Record:
     def bad(message: str) -> ExportFormatError:
         return ExportFormatError(source, line, column, message, record=index)
 
-    extra = set(value) - {"model", "pk", "fields"}
+    extra = value.keys() - _KEYS
     if extra:
         raise bad(f"unexpected key(s) {sorted(extra)} in a record; expected model, pk and fields")
     model, pk, fields = value.get("model"), value.get("pk"), value.get("fields")

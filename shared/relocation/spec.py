@@ -63,6 +63,10 @@ class Kind(enum.Enum):
     FLAGS = "flags"  # a bit field written as a decimal string, e.g. "10"
     JSON = "json"  # any JSON value, kept exactly (strings holding JSON stay strings)
 
+    # Members are singletons, so hashing by identity agrees with equality; Enum's own __hash__ runs
+    # Python code, and the import looks a parser up by kind for every field of every instance.
+    __hash__ = object.__hash__
+
 
 class OnClash(enum.Enum):
     """What happens when an imported row meets an existing row with the same unique key."""

@@ -10,6 +10,10 @@ from shared.relocation.spec import Field, Kind
 
 _INT64 = (-(2**63), 2**63 - 1)
 
+#: JSON text without spaces, non-ASCII kept (one encoder for every call: ``json.dumps`` with options makes
+#: a new one each time, which costs more than encoding a small object).
+compact_json: Callable[[object], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 class BadValue(ValueError):
     """A field's value has the wrong type or size; the message says what was expected."""
@@ -73,7 +77,14 @@ _PARSERS: dict[Kind, Callable[[Field, object], object]] = {
     Kind.BOOL: _bool,
     Kind.DATETIME: _datetime,
     Kind.FLAGS: _flags,
-    Kind.JSON: lambda _field, value: json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+    Kind.JSON: lambda _field, value: compact_json(value),
+}
+
+
+#: As the parsers, without building the database value where only its validity matters.
+_CHECKERS: dict[Kind, Callable[[Field, object], object]] = {
+    **_PARSERS,
+    Kind.JSON: lambda _field, value: value,
 }
 
 
@@ -84,6 +95,15 @@ def parse_value(field: Field, value: object) -> object:
             raise BadValue("must not be null")
         return None
     return _PARSERS[field.kind](field, value)
+
+
+def check_value(field: Field, value: object) -> None:
+    """Raise :class:`BadValue` where :func:`parse_value` would."""
+    if value is None:
+        if not field.nullable:
+            raise BadValue("must not be null")
+        return
+    _CHECKERS[field.kind](field, value)
 
 
 def dump_value(field: Field, value: object) -> object:

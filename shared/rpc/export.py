@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from shared.errors import SharedError
 from shared.relocation.pages import FieldFilter, Instance, Page, Scalar
+from shared.relocation.values import compact_json
 from shared.rpc.v1 import export_pb2
 
 
@@ -47,10 +48,7 @@ def request_to_proto(
 def page_to_proto(page: Page) -> export_pb2.ExportModelResponse:
     return export_pb2.ExportModelResponse(
         instances=[
-            export_pb2.ExportedInstance(
-                pk=i.pk, fields_json=json.dumps(i.fields, ensure_ascii=False, separators=(",", ":"))
-            )
-            for i in page.instances
+            export_pb2.ExportedInstance(pk=i.pk, fields_json=compact_json(i.fields)) for i in page.instances
         ],
         last_pk=page.last_pk,
         done=page.done,

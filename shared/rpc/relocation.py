@@ -9,6 +9,7 @@ from shared.relocation.batch import Batch, BatchOptions, BatchResult, Entry, Row
 from shared.relocation.findings import Finding
 from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
+from shared.relocation.values import compact_json
 from shared.rpc.v1 import common_pb2, control_pb2
 
 _KINDS = {
@@ -33,7 +34,7 @@ def batch_to_proto(batch: Batch) -> control_pb2.ImportModelBatchRequest:
             common_pb2.ModelInstance(
                 ordinal=row.ordinal,
                 old_pk=row.old_pk,
-                fields_json=json.dumps(row.values, ensure_ascii=False, separators=(",", ":")),
+                fields_json=compact_json(row.values),
                 keep_pk=row.keep_pk,
                 hints=row.hints,
             )

@@ -196,7 +196,9 @@ def test_a_refused_row_names_itself_and_a_fixed_rerun_resumes(
             assert "sentry.organization #3 (pk 3): the database refused it" in failed.stderr
             assert f"--import-uuid {import_id}" in failed.stderr
             state = Imported.read(control_db, region_db, import_id)
-            assert sorted(state.entries["sentry.organization"]) == [1, 2]
+            # Region batches go two at a time on PostgreSQL: the one sent after the refused one may be
+            # written too (the fixed rerun replays it below and writes it no second time).
+            assert sorted(state.entries["sentry.organization"]) in ([1, 2], [1, 2, 4])
             state.close()
         else:
             assert failed.returncode == 3, failed.stderr

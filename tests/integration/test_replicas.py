@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from region.db.models import OrganizationSlugReservationReplica as Replica
 from region.db.schema import MIGRATIONS
-from region.organizations import OrganizationService
+from region.organizations import OrganizationService, ReplicaUpdate
 from shared.db.engine import make_engine
 from tests.conftest import DatabaseFactory
 
@@ -25,8 +25,8 @@ def engine(make_database: DatabaseFactory) -> Iterator[Engine]:
     made.dispose()
 
 
-def replica(reservation_id: int, slug: str, organization_id: int, kind: int) -> Replica:
-    return Replica(
+def replica(reservation_id: int, slug: str, organization_id: int, kind: int) -> ReplicaUpdate:
+    return ReplicaUpdate(
         reservation_id=reservation_id,
         slug=slug,
         organization_id=organization_id,
