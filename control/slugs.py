@@ -445,47 +445,67 @@ class SlugService:
     # ---- organization mappings ----------------------------------------------------------------------
 
     def upsert_mappings(self, updates: Sequence[MappingUpdate]) -> list[int]:
-        """Create or update organizations' mappings in one transaction, in order. A mapping is written
-        only when a reservation of its region backs its slug; the others are returned (they are written
-        when the reservation is)."""
+        """Create or update organizations' mappings in one transaction (the last update of an
+        organization wins), with one read per table and one UPDATE and one INSERT statement. A mapping
+        is written only when a reservation of its region backs its slug; the others are returned (they
+        are written when the reservation is)."""
         rejected: list[int] = []
-        with Session(self._engine) as session, session.begin():
+        mapping, reservation = OrganizationMapping, OrganizationSlugReservation
+        with self._engine.begin() as connection:
             backed: set[tuple[str, int, str]] = set()
-            mappings: dict[tuple[str, int], OrganizationMapping] = {}
+            existing: dict[tuple[str, int], int] = {}
             for region_name in {u.region_name for u in updates}:
                 ids = sorted({u.organization_id for u in updates if u.region_name == region_name})
                 for chunk in chunks(ids, per_statement(self._dialect)):
                     backed.update(
                         (region_name, organization_id, slug)
-                        for organization_id, slug in session.execute(
-                            select(
-                                OrganizationSlugReservation.organization_id, OrganizationSlugReservation.slug
-                            ).where(
-                                OrganizationSlugReservation.region_name == region_name,
-                                among(self._dialect, OrganizationSlugReservation.organization_id, chunk),
+                        for organization_id, slug in connection.execute(
+                            select(reservation.organization_id, reservation.slug).where(
+                                reservation.region_name == region_name,
+                                among(self._dialect, reservation.organization_id, chunk),
                             )
                         )
                     )
-                    for mapping in session.scalars(
-                        select(OrganizationMapping).where(
-                            OrganizationMapping.region_name == region_name,
-                            among(self._dialect, OrganizationMapping.organization_id, chunk),
+                    existing.update(
+                        ((region_name, organization_id), mapping_id)
+                        for mapping_id, organization_id in connection.execute(
+                            select(mapping.id, mapping.organization_id).where(
+                                mapping.region_name == region_name,
+                                among(self._dialect, mapping.organization_id, chunk),
+                            )
                         )
-                    ):
-                        mappings[(region_name, mapping.organization_id)] = mapping
-            for update in updates:
-                if (update.region_name, update.organization_id, update.slug) not in backed:
-                    rejected.append(update.organization_id)
-                    continue
-                row = mappings.get((update.region_name, update.organization_id))
-                if row is None:
-                    row = OrganizationMapping(
-                        organization_id=update.organization_id, region_name=update.region_name
                     )
-                    session.add(row)
-                    mappings[(update.region_name, update.organization_id)] = row
-                row.slug, row.name = update.slug, update.name
-                row.region_name, row.status = update.region_name, update.status
+            latest: dict[tuple[str, int], MappingUpdate] = {}
+            for change in updates:
+                if (change.region_name, change.organization_id, change.slug) not in backed:
+                    rejected.append(change.organization_id)
+                    continue
+                latest[(change.region_name, change.organization_id)] = change
+            changed = [
+                {"k_id": existing[key], "n_slug": u.slug, "n_name": u.name, "n_status": u.status}
+                for key, u in latest.items()
+                if key in existing
+            ]
+            if changed:
+                connection.execute(
+                    update(mapping)
+                    .where(mapping.id == bindparam("k_id"))
+                    .values(slug=bindparam("n_slug"), name=bindparam("n_name"), status=bindparam("n_status")),
+                    changed,
+                )
+            fresh = [
+                {
+                    "organization_id": u.organization_id,
+                    "region_name": u.region_name,
+                    "slug": u.slug,
+                    "name": u.name,
+                    "status": u.status,
+                }
+                for key, u in latest.items()
+                if key not in existing
+            ]
+            if fresh:
+                connection.execute(insert(mapping), fresh)
         return rejected
 
 

@@ -94,6 +94,10 @@ class _Batch:
     records: list[tuple[Record, int]]
 
 
+#: Most batches being written at once.
+MAX_IN_FLIGHT = 2
+
+
 class ImportEngine:
     def __init__(
         self,
@@ -262,14 +266,15 @@ class ImportEngine:
                 self._apply(self._prepare(batch, preparer), None, summary)
             return
         flights: deque[tuple[PreparedBatch, Future[BatchResult] | None]] = deque()
-        with ThreadPoolExecutor(2, thread_name_prefix="import-write") as pool:
+        with ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="import-write") as pool:
             for batch in batches:
                 while flights and any(f.spec.name in needs(batch.spec) for f, _sent in flights):
                     self._apply(*flights.popleft(), summary)
                 prepared = self._prepare(batch, preparer)
                 concurrent = self._writers[prepared.spec.silo].overlaps
                 while flights and not (
-                    len(flights) < 2 and may_overlap(flights[0][0], prepared, concurrent=concurrent)
+                    len(flights) < MAX_IN_FLIGHT
+                    and all(may_overlap(f, prepared, concurrent=concurrent) for f, _sent in flights)
                 ):
                     self._apply(*flights.popleft(), summary)
                 sent = (

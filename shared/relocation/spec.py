@@ -100,7 +100,7 @@ class ForeignKey:
     target: str
     nullable: bool = False
 
-    @property
+    @cached_property
     def column(self) -> str:
         return self.name if self.name.endswith("_id") else f"{self.name}_id"
 
