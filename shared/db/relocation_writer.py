@@ -25,7 +25,7 @@ from shared.relocation.hooks import REGENERATORS, needs_suffix, suffix_rng, suff
 from shared.relocation.pkmap import ImportKind
 from shared.relocation.registry import REGISTRY
 from shared.relocation.spec import ModelSpec, OnClash, Unique
-from shared.relocation.values import BadValue, parse_value
+from shared.relocation.values import BadValue, parser_of
 
 _LOGGER = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -80,6 +80,23 @@ def _is_unique_violation(error: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(error.orig)
 
 
+@dataclass(frozen=True)
+class _ColumnPlan:
+    """How a model's export values become its columns, looked up once per model."""
+
+    #: (field name, column, default, parser) of each plain field.
+    fields: tuple[tuple[str, str, object, Callable[[object], object]], ...]
+    #: (field name, column) of each foreign key.
+    foreign_keys: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> _ColumnPlan:
+        return cls(
+            tuple((f.name, f.column, f.default, parser_of(f)) for f in spec.fields),
+            tuple((fk.name, fk.column) for fk in spec.foreign_keys),
+        )
+
+
 class BatchWriter:
     """Writes batches of the models whose tables it is given."""
 
@@ -101,6 +118,7 @@ class BatchWriter:
         #: Each batch is one unit of work: its outbox messages are delivered right after its commit.
         self._unit_of_work = unit_of_work or (lambda: UnitOfWork(engine))
         self._settle = settle
+        self._plans: dict[str, _ColumnPlan] = {}
 
     @property
     def overlaps(self) -> bool:
@@ -193,15 +211,18 @@ class BatchWriter:
     # ---- the write --------------------------------------------------------------------------------
 
     def _columns(self, spec: ModelSpec, row: Row) -> dict[str, Any]:
+        plan = self._plans.get(spec.name)
+        if plan is None:
+            plan = self._plans[spec.name] = _ColumnPlan.of(spec)
         columns: dict[str, Any] = {}
-        for f in spec.fields:
-            value = row.values.get(f.name, f.default)
+        values = row.values
+        for name, column, default, parse in plan.fields:
             try:
-                columns[f.column] = parse_value(f, value)
+                columns[column] = parse(values.get(name, default))
             except BadValue as exc:
-                raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"field {f.name!r}: {exc}") from None
-        for fk in spec.foreign_keys:
-            columns[fk.column] = row.values.get(fk.name)
+                raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"field {name!r}: {exc}") from None
+        for name, column in plan.foreign_keys:
+            columns[column] = values.get(name)
         _fold(spec, columns)
         return columns
 
