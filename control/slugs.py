@@ -17,8 +17,19 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Engine,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -389,26 +400,32 @@ class SlugService:
                 moved_primaries.append({"k_id": primary_id, "n_slug": alias.slug})
                 outgoing.append(self._message(alias, primary_id))
         if changed_requests:
-            connection.execute(
-                update(request)
-                .where(
-                    request.import_id == bindparam("k_import"),
-                    request.region_name == bindparam("k_region"),
-                    request.organization_id == bindparam("k_org"),
-                )
-                .values(
-                    wanted=bindparam("n_slug"), final=bindparam("n_slug"), refusal=bindparam("n_refusal")
-                ),
+            _all_updated(
                 changed_requests,
+                connection.execute(
+                    update(request)
+                    .where(
+                        request.import_id == bindparam("k_import"),
+                        request.region_name == bindparam("k_region"),
+                        request.organization_id == bindparam("k_org"),
+                    )
+                    .values(
+                        wanted=bindparam("n_slug"), final=bindparam("n_slug"), refusal=bindparam("n_refusal")
+                    ),
+                    changed_requests,
+                ),
             )
         if new_requests:
             connection.execute(insert(request), list(new_requests.values()))
         if moved_primaries:
-            connection.execute(
-                update(reservation)
-                .where(reservation.id == bindparam("k_id"))
-                .values(slug=bindparam("n_slug")),
+            _all_updated(
                 moved_primaries,
+                connection.execute(
+                    update(reservation)
+                    .where(reservation.id == bindparam("k_id"))
+                    .values(slug=bindparam("n_slug")),
+                    moved_primaries,
+                ),
             )
         if new_primaries:
             created = connection.execute(
@@ -480,7 +497,9 @@ class SlugService:
                 if (change.region_name, change.organization_id, change.slug) not in backed:
                     rejected.append(change.organization_id)
                     continue
-                latest[(change.region_name, change.organization_id)] = change
+                key = (change.region_name, change.organization_id)
+                latest.pop(key, None)  # written in the order of each organization's last update
+                latest[key] = change
             changed = [
                 {"k_id": existing[key], "n_slug": u.slug, "n_name": u.name, "n_status": u.status}
                 for key, u in latest.items()
@@ -515,6 +534,15 @@ def _candidates(import_id: str, organization_id: int, base: str) -> Iterator[str
     if not needs_suffix("sentry.organization", base):
         yield base
     yield from suffixed_candidates(base or "org", SLUG_LENGTH, suffix_rng(import_id, "slug", organization_id))
+
+
+def _all_updated(parameters: Sequence[object], result: CursorResult[Any]) -> None:
+    """Raise (rolling the swap back, for the drain to retry) when a row read in this transaction was
+    gone by the time it was updated: another drainer changed it."""
+    if result.context.dialect.supports_sane_multi_rowcount and result.rowcount != len(parameters):
+        raise ControlError(
+            f"{len(parameters) - result.rowcount} row(s) changed under the swap; it is retried"
+        )
 
 
 #: Who holds a slug: (organization id, region, reservation type).

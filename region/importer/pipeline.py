@@ -56,6 +56,12 @@ def may_overlap(writing: PreparedBatch, following: PreparedBatch, *, concurrent:
     model that share no unique key value, where the silo's writer takes two at once (``concurrent``)."""
     if writing.spec.name != following.spec.name or not concurrent:
         return False
+    if _keeps_pks(writing) or _keeps_pks(following):
+        return False  # kept pks and the sequence's new ids could meet in both batches
     if writing.batch is None or following.batch is None:
         return True
     return not (unique_values(writing) & unique_values(following))
+
+
+def _keeps_pks(prepared: PreparedBatch) -> bool:
+    return prepared.batch is not None and any(row.keep_pk for row in prepared.batch.rows)

@@ -73,6 +73,11 @@ def _first_line(error: DBAPIError) -> str:
     return str(error.orig if error.orig is not None else error).strip().splitlines()[0]
 
 
+def _is_transient(error: DBAPIError) -> bool:
+    """A deadlock or serialization failure: the transaction was rolled back and may simply run again."""
+    return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
+
+
 def _is_unique_violation(error: IntegrityError) -> bool:
     """A lost race on a unique key (worth a retry), not a broken reference."""
     if getattr(error.orig, "sqlstate", None) == "23505":
@@ -169,8 +174,19 @@ class BatchWriter:
                 _LOGGER.info(
                     "batch %s#%d hit a unique key, attempt %d", batch.model, batch.first_ordinal, attempt + 1
                 )
-            except OperationalError:
-                raise
+            except OperationalError as exc:
+                # Worth another attempt: a deadlock or serialization failure with a batch written at
+                # the same time, or a pooled connection the server dropped (connections used within the
+                # last second are not pinged). Anything else means the database is unavailable.
+                if attempt + 1 == ATTEMPTS or not (exc.connection_invalidated or _is_transient(exc)):
+                    raise
+                _LOGGER.info(
+                    "batch %s#%d: %s, attempt %d",
+                    batch.model,
+                    batch.first_ordinal,
+                    _first_line(exc),
+                    attempt + 1,
+                )
             except DBAPIError as exc:
                 last = exc
                 break
@@ -481,7 +497,9 @@ class _BatchWrite:
         taken = {
             r.id
             for part in chunks((self.rows[i].old_pk for i in indexes), per_statement(connection.dialect.name))
-            for r in connection.execute(select(table.c.id).where(table.c.id.in_(part)))
+            for r in connection.execute(
+                select(table.c.id).where(among(connection.dialect.name, table.c.id, part))
+            )
         }
         for i in indexes:
             row = self.rows[i]

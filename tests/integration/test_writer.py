@@ -15,10 +15,12 @@ from region.db.models import RELOCATION_TABLES as REGION_TABLES
 from region.db.schema import MIGRATIONS as REGION_MIGRATIONS
 from shared.db.engine import make_engine
 from shared.db.relocation_writer import BatchWriter
+from shared.db.unit_of_work import UnitOfWork
+from shared.errors import DatabaseUnavailable
 from shared.relocation.batch import Batch, BatchOptions, Row, WriteRefused
 from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
-from tests.conftest import DatabaseFactory
+from tests.conftest import DatabaseFactory, PostgresServer
 
 DATE = "2023-06-22T22:54:28.773Z"
 
@@ -96,3 +98,37 @@ def test_the_refused_row_is_named_not_a_reused_one(region: BatchWriter) -> None:
     assert (caught.value.ordinal, caught.value.pk) == (3, 12)
     assert "the database refused it" in str(caught.value)
     assert count(region, "sentry.organizationmember", REGION_TABLES) == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize(("sqlstate", "retried"), [("40P01", True), ("40001", True), ("53100", False)])
+def test_a_deadlock_or_serialization_failure_is_retried_and_other_database_errors_are_not(
+    postgres: PostgresServer, sqlstate: str, retried: bool
+) -> None:
+    """Two batches written at once can deadlock; PostgreSQL rolls one back, which then runs again. A
+    database error of another kind (here: disk full) stops the import as unavailable."""
+    engine = make_engine(postgres.create_database("transient"))
+    CONTROL_MIGRATIONS.upgrade(engine)
+    calls: list[str] = []
+
+    def fail_once(work: UnitOfWork, model: str, rows: object) -> None:
+        calls.append(model)
+        if len(calls) == 1:  # raised by the server, inside the batch's transaction
+            work.connection.exec_driver_sql(
+                f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$"
+            )
+
+    writer = BatchWriter(engine, CONTROL_TABLES, CONTROL_CHUNKS, after_insert=fail_once)
+    batch = Batch("sentry.user", 1, (user(1, "a"), user(2, "b")), options())
+    try:
+        if retried:
+            assert not writer.write(batch).replayed
+            assert calls == ["sentry.user", "sentry.user"]
+            assert count(writer, "sentry.user", CONTROL_TABLES) == 2
+        else:
+            with pytest.raises(DatabaseUnavailable, match="injected"):
+                writer.write(batch)
+            assert calls == ["sentry.user"]
+            assert count(writer, "sentry.user", CONTROL_TABLES) == 0
+    finally:
+        engine.dispose()

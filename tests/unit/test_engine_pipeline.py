@@ -59,3 +59,13 @@ def test_batches_of_different_models_never_overlap() -> None:
     users = prepared("sentry.user", {"username": "alice"})
     emails = prepared("sentry.email", {"email": "b@example.com"})
     assert not may_overlap(users, emails)
+
+
+def test_batches_keeping_their_pks_never_overlap() -> None:
+    """Kept pks and ids from the sequence could meet in two batches written at once."""
+    spec = REGISTRY["sentry.user"]
+    rows = (Row(1, 7, {"username": "alice"}, keep_pk=True),)
+    kept = PreparedBatch(spec, 1, Batch("sentry.user", 1, rows, OPTIONS))
+    other = prepared("sentry.user", {"username": "bob"}, first=2)
+    assert not may_overlap(kept, other)
+    assert not may_overlap(other, kept)
