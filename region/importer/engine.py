@@ -31,11 +31,13 @@ from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row, Write
 from shared.relocation.findings import Finding, FindingsLog
 from shared.relocation.pkmap import ImportKind, PrimaryKeyMap
 from shared.relocation.reader import Record, read_records
-from shared.relocation.registry import lookup
+from shared.relocation.registry import MODELS, lookup
 from shared.relocation.spec import ModelSpec, Silo
 
 _LOGGER = logging.getLogger(__name__)
 ORGANIZATION = "sentry.organization"
+#: The models a foreign key of some model points at (their pks are remapped later in the import).
+REFERENCED = frozenset(fk.target for spec in MODELS for fk in spec.foreign_keys)
 #: Longest an import that failed waits for its committed batches' messages (the drainers take the rest).
 FAILURE_SETTLE_S = 10.0
 
@@ -319,9 +321,13 @@ class ImportEngine:
             if result.replayed:
                 self._check_replay(prepared, prepared.batch, result)
             keep_values = spec.name == ORGANIZATION  # slugs are used later; usernames are not kept
+            # Only a model some foreign key points at is looked up later: the others (options, keys,
+            # memberships of teams...) stay out of the map, which is most of what grows with the export.
+            keep_pks = spec.name in REFERENCED
             for entry in result.entries:
-                value = entry.value if keep_values else None
-                self._pkmap.insert(spec.name, entry.old_pk, entry.new_pk, entry.kind, value)
+                if keep_pks:
+                    value = entry.value if keep_values else None
+                    self._pkmap.insert(spec.name, entry.old_pk, entry.new_pk, entry.kind, value)
                 stats.add(entry.kind)
             for finding in result.findings:
                 self._findings.add(finding)
