@@ -88,20 +88,18 @@ class MembershipService:
                         for name in names
                     )
                 )
-                pg = postgresql_insert(table).from_select(names, source)
-                connection.execute(
-                    pg.on_conflict_do_update(
-                        index_elements=keys,
-                        set_={name: pg.excluded[name] for name in names if name not in keys},
-                    ),
-                    {f"all_{name}": [row[name] for row in values] for name in names},
+                statement = _on_conflict_update(
+                    postgresql_insert(table).from_select(names, source), keys, names
                 )
-                return
-            lite = sqlite_insert(table)
-            connection.execute(  # one statement, compiled once, executed for many rows
-                lite.on_conflict_do_update(
-                    index_elements=keys,
-                    set_={name: lite.excluded[name] for name in names if name not in keys},
-                ),
-                values,
-            )
+                connection.execute(
+                    statement, {f"all_{name}": [row[name] for row in values] for name in names}
+                )
+            else:  # one statement, compiled once, executed for many rows
+                connection.execute(_on_conflict_update(sqlite_insert(table), keys, names), values)
+
+
+def _on_conflict_update(statement: Any, keys: list[str], names: list[str]) -> Any:
+    """``statement`` (PostgreSQL's or SQLite's INSERT) updating the row a key already holds."""
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in names if name not in keys}
+    )

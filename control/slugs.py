@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationSlugReservation, SlugRequest
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
-from shared.db.among import among, chunks, per_statement
+from shared.db.among import among, among_parts, chunks, per_statement
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
@@ -162,10 +162,8 @@ class SlugService:
                 session.delete(request)
         bases = sorted({slugify(slug, SLUG_LENGTH) for slug in wanted.values()})
         holders: dict[str, _Holder | None] = dict.fromkeys(bases)
-        for part in chunks(bases, per_statement(self._dialect)):
-            holders.update(
-                _holders(work.connection, among(self._dialect, OrganizationSlugReservation.slug, part))
-            )
+        for condition in among_parts(self._dialect, OrganizationSlugReservation.slug, bases):
+            holders.update(_holders(work.connection, condition))
         pending: list[int] = []
         aliases: list[tuple[int, str]] = []  # (organization, slug chosen)
         for organization_id in organization_ids:
@@ -327,9 +325,13 @@ class SlugService:
         dialect = self._dialect
         with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
             connection = work.connection
+            # The aliases still there are deleted and named in one statement (another drainer may have
+            # swapped some already); their slugs are then free for the PRIMARY reservations below.
             still_held = set(
                 connection.execute(
-                    select(reservation.id).where(among(dialect, reservation.id, [a.id for a in aliases]))
+                    delete(reservation)
+                    .where(among(dialect, reservation.id, [a.id for a in aliases]))
+                    .returning(reservation.id)
                 ).scalars()
             )
             primaries: dict[tuple[str, int], int] = {
@@ -347,10 +349,6 @@ class SlugService:
                     # The region's replica of the alias goes with a message of its own; where the swap
                     # succeeds, the PRIMARY's replica, with the same slug, replaces it in the region.
                     outgoing.append(self._message(alias, alias.id))
-            if still_held:  # the aliases' slugs are free for the PRIMARY reservations below
-                connection.execute(
-                    delete(reservation).where(among(dialect, reservation.id, sorted(still_held)))
-                )
             outgoing.extend(self._take_slugs(connection, aliases, refusals, primaries))
             work.enqueue_many(outgoing)
             work.commit(drain=False)
@@ -568,11 +566,11 @@ def _recorded_requests(
     organization_ids = sorted({key[2] for key in keys})
     found: set[tuple[str, str, int]] = set()
     dialect = connection.dialect.name
-    for part in chunks(organization_ids, per_statement(dialect)):
+    for condition in among_parts(dialect, SlugRequest.organization_id, organization_ids):
         for key in connection.execute(
             select(SlugRequest.import_id, SlugRequest.region_name, SlugRequest.organization_id).where(
                 SlugRequest.import_id.in_(sorted({key[0] for key in keys})),
-                among(dialect, SlugRequest.organization_id, part),
+                condition,
             )
         ):
             if tuple(key) in keys:

@@ -23,7 +23,7 @@ from region.organizations import OrganizationService, organization_shard, produc
 from region.rpc.control_client import ControlBatchWriter, GrpcControlClient
 from region.rpc.servicer import RegionServicer
 from shared import service
-from shared.db.among import among, chunks, per_statement
+from shared.db.among import among_parts
 from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
 from shared.db.relocation_writer import BatchWriter
@@ -125,11 +125,11 @@ def record_slugs(sessions: sessionmaker[Session], import_id: str, final: Mapping
     with sessions.begin() as session:
         recorded: dict[int, ImportedOrganizationSlug] = {}
         dialect = session.get_bind().dialect.name
-        for part in chunks(ids, per_statement(dialect)):
+        for condition in among_parts(dialect, ImportedOrganizationSlug.organization_id, ids):
             for row in session.scalars(
                 select(ImportedOrganizationSlug).where(
                     ImportedOrganizationSlug.import_id == import_id,
-                    among(dialect, ImportedOrganizationSlug.organization_id, part),
+                    condition,
                 )
             ):
                 recorded[row.organization_id] = row

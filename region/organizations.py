@@ -27,7 +27,7 @@ from region.rpc.control_client import (
     MemberTeamReplica,
     OrganizationMappingUpdate,
 )
-from shared.db.among import among, chunks, per_statement
+from shared.db.among import among, among_parts, chunks, per_statement
 from shared.db.delivery import BackgroundDelivery
 from shared.db.outbox import IDS, Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
@@ -40,7 +40,6 @@ PER_CALL = 2000
 ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
 MEMBERS = RELOCATION_TABLES["sentry.organizationmember"]
 MEMBER_TEAMS = RELOCATION_TABLES["sentry.organizationmemberteam"]
-REPLICAS = OrganizationSlugReservationReplica
 
 
 class UnknownOrganization(RegionError):
@@ -96,12 +95,8 @@ class OrganizationService:
             connection = work.connection
             known: set[int] = set()
             ids = sorted({organization_id for organization_id, _slug in wanted})
-            for part in chunks(ids, per_statement(self._dialect)):
-                known.update(
-                    connection.execute(
-                        select(ORGANIZATIONS.c.id).where(among(self._dialect, ORGANIZATIONS.c.id, part))
-                    ).scalars()
-                )
+            for condition in among_parts(self._dialect, ORGANIZATIONS.c.id, ids):
+                known.update(connection.execute(select(ORGANIZATIONS.c.id).where(condition)).scalars())
             for organization_id in ids:
                 if organization_id not in known:
                     raise UnknownOrganization(
@@ -173,7 +168,7 @@ class OrganizationService:
         (Core statements: a run holds thousands): whatever conflicts with a newer reservation (same
         reservation, same slug, or same organization and type) is stale, in the table and within the
         batch."""
-        replica = REPLICAS
+        replica = OrganizationSlugReservationReplica
 
         # The newest of the batch's reservations that clash with one another wins (looked up by key).
         survivors: dict[int, ReplicaUpdate] = {}
@@ -216,17 +211,17 @@ class OrganizationService:
                         or (row.organization_id, row.reservation_type) in kept_pairs
                     ):
                         stale.add(row.id)
-            for part in chunks(sorted(stale), per_statement(self._dialect)):
-                connection.execute(delete(REPLICAS).where(among(self._dialect, replica.id, part)))
+            for condition in among_parts(self._dialect, replica.id, sorted(stale)):
+                connection.execute(delete(replica).where(condition))
             if kept:
-                connection.execute(insert(REPLICAS), [dataclasses.asdict(r) for r in kept])
+                connection.execute(insert(replica), [dataclasses.asdict(r) for r in kept])
 
     def delete_replicas(self, reservation_ids: Sequence[int]) -> None:
         with self._engine.begin() as connection:
-            for part in chunks(reservation_ids, per_statement(self._dialect)):
-                connection.execute(
-                    delete(REPLICAS).where(among(self._dialect, REPLICAS.reservation_id, part))
-                )
+            for condition in among_parts(
+                self._dialect, OrganizationSlugReservationReplica.reservation_id, reservation_ids
+            ):
+                connection.execute(delete(OrganizationSlugReservationReplica).where(condition))
 
     # ---- the region outbox ----------------------------------------------------------------------------
 

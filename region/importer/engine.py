@@ -22,7 +22,7 @@ from typing import TextIO
 
 from region.importer.errors import BatchFailed, ControlUnreachable, ReplayMismatch, WriteFailed
 from region.importer.options import ImportOptions
-from region.importer.pipeline import PreparedBatch, may_overlap, needs
+from region.importer.pipeline import PreparedBatch, may_overlap
 from region.importer.ports import Ledger, Progress, SlugReserver, Writer
 from region.importer.prepare import Preparer
 from region.importer.scan import Scan
@@ -37,7 +37,7 @@ from shared.relocation.spec import ModelSpec, Silo
 _LOGGER = logging.getLogger(__name__)
 ORGANIZATION = "sentry.organization"
 #: The models a foreign key of some model points at (their pks are remapped later in the import).
-REFERENCED = frozenset(fk.target for spec in MODELS for fk in spec.foreign_keys)
+REFERENCED = frozenset().union(*(spec.targets for spec in MODELS))
 #: Longest an import that failed waits for its committed batches' messages (the drainers take the rest).
 FAILURE_SETTLE_S = 10.0
 
@@ -270,7 +270,8 @@ class ImportEngine:
         flights: deque[tuple[PreparedBatch, Future[BatchResult] | None]] = deque()
         with ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="import-write") as pool:
             for batch in batches:
-                while flights and any(f.spec.name in needs(batch.spec) for f, _sent in flights):
+                # preparing the next batch looks up the primary keys of the models it points at
+                while flights and any(f.spec.name in batch.spec.targets for f, _sent in flights):
                     self._apply(*flights.popleft(), summary)
                 prepared = self._prepare(batch, preparer)
                 concurrent = self._writers[prepared.spec.silo].overlaps

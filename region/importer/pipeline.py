@@ -26,11 +26,6 @@ class PreparedBatch:
     unique_values: set[tuple[int, tuple[object, ...]]] | None = None
 
 
-def needs(spec: ModelSpec) -> frozenset[str]:
-    """The models whose primary keys preparing a batch of ``spec`` looks up."""
-    return frozenset(fk.target for fk in spec.foreign_keys)
-
-
 def unique_values(prepared: PreparedBatch) -> set[tuple[int, tuple[object, ...]]]:
     """(unique key, value) of every row of the batch, casefolded where the key is (export form, foreign
     keys already remapped)."""

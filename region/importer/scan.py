@@ -24,9 +24,9 @@ _MISSING = object()
 
 #: Model -> the models whose foreign keys point at it (an export must list it before them).
 DEPENDENTS: dict[str, frozenset[str]] = {
-    target: frozenset(spec.name for spec in MODELS for fk in spec.foreign_keys if fk.target == target)
-    - {target}
-    for target in {fk.target for spec in MODELS for fk in spec.foreign_keys}
+    target: frozenset(spec.name for spec in MODELS if target in spec.targets) - {target}
+    for spec_with_keys in MODELS
+    for target in spec_with_keys.targets
 }
 
 

@@ -3,7 +3,8 @@
 SQLAlchemy renders an IN list as one bound parameter per value, and psycopg then parses the statement's
 text for each of them: for thousands of ids that costs more than the query. On PostgreSQL the same
 condition is written ``column = ANY(:values)`` with the list bound as one array parameter; SQLite keeps
-the IN list (callers still send at most ``CHUNK`` values a statement, within SQLite's limit).
+the IN list (within its limit of bound parameters: ``per_statement`` says how many values a statement
+takes, and ``among_parts`` cuts a long list into that many conditions).
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def per_statement(dialect: str) -> int:
     ``PG_CHUNK``): where the planner scans the table rather than probe an index for each value (a small
     or freshly filled table), each statement is one more pass over it."""
     return PG_CHUNK if dialect == "postgresql" else CHUNK
+
+
+def among_parts(
+    dialect: str, column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any]
+) -> Iterator[ColumnElement[bool]]:
+    """``among`` for any number of values: one condition (one statement) per ``per_statement`` of them."""
+    for part in chunks(values, per_statement(dialect)):
+        yield among(dialect, column, part)
 
 
 def chunks(values: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:

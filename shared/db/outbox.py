@@ -49,7 +49,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.db.among import among, chunks, per_statement
+from shared.db.among import among_parts
 from shared.db.relocation_tables import ID
 
 _LOGGER = logging.getLogger(__name__)
@@ -243,14 +243,14 @@ class Outbox:
             by_kind.setdefault((shard.destination, shard.scope), []).append(shard.shard_id)
         for (destination, scope), ids in by_kind.items():
             ids.sort()
-            for part in chunks(ids, per_statement(self._dialect)):
+            for condition in among_parts(self._dialect, c.shard_id, ids):
                 yield (
                     destination,
                     scope,
                     and_(
                         c.destination == destination,
                         c.shard_scope == int(scope),
-                        among(self._dialect, c.shard_id, part),
+                        condition,
                     ),
                 )
 
@@ -452,11 +452,9 @@ class Outbox:
                         continue
                     claimed[shard] = mine[-1].id
                     stamp.extend(r.id for r in mine)
-            for part in chunks(stamp, per_statement(self._dialect)):
+            for condition in among_parts(self._dialect, c.id, stamp):
                 connection.execute(
-                    update(self._table)
-                    .where(among(self._dialect, c.id, part))
-                    .values(claimed_until=now + self._lease)
+                    update(self._table).where(condition).values(claimed_until=now + self._lease)
                 )
         return _Claim(claimed, stamp, busy)
 
@@ -516,23 +514,19 @@ class Outbox:
         """Delete handled messages and renew the claim on ``renew`` (the rest of ours) in one transaction."""
         c, now = self._table.c, self._clock()
         with self._engine.begin() as connection:
-            for part in chunks(ids, per_statement(self._dialect)):
-                connection.execute(delete(self._table).where(among(self._dialect, c.id, part)))
-            for part in chunks(renew, per_statement(self._dialect)):
+            for condition in among_parts(self._dialect, c.id, ids):
+                connection.execute(delete(self._table).where(condition))
+            for condition in among_parts(self._dialect, c.id, renew):
                 connection.execute(
-                    update(self._table)
-                    .where(among(self._dialect, c.id, part))
-                    .values(claimed_until=now + self._lease)
+                    update(self._table).where(condition).values(claimed_until=now + self._lease)
                 )
 
     def _release_ids(self, ids: Sequence[int]) -> None:
         """Give up our claim on these rows (never on rows another drainer claimed since)."""
         c = self._table.c
         with self._engine.begin() as connection:
-            for part in chunks(ids, per_statement(self._dialect)):
-                connection.execute(
-                    update(self._table).where(among(self._dialect, c.id, part)).values(claimed_until=None)
-                )
+            for condition in among_parts(self._dialect, c.id, ids):
+                connection.execute(update(self._table).where(condition).values(claimed_until=None))
 
     def _back_off(self, shard: Shard) -> None:
         c, now = self._table.c, self._clock()

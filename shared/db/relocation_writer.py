@@ -16,7 +16,7 @@ from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from shared.db.among import among, chunks, per_statement
+from shared.db.among import among_parts
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -326,12 +326,8 @@ class _BatchWrite:
         key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
         found: dict[Key, int] = {}
         dialect = self.connection.dialect.name
-        for part in chunks(sorted({k[0] for k in keys}), per_statement(dialect)):
-            statement = (
-                select(table.c.id, *key_columns)
-                .where(among(dialect, key_columns[0], part))
-                .order_by(table.c.id)
-            )
+        for condition in among_parts(dialect, key_columns[0], sorted({k[0] for k in keys})):
+            statement = select(table.c.id, *key_columns).where(condition).order_by(table.c.id)
             for row in self.connection.execute(statement):
                 key = tuple(row[1:])
                 if key in keys:
@@ -496,10 +492,10 @@ class _BatchWrite:
         connection, table = self.connection, self.table
         taken = {
             r.id
-            for part in chunks((self.rows[i].old_pk for i in indexes), per_statement(connection.dialect.name))
-            for r in connection.execute(
-                select(table.c.id).where(among(connection.dialect.name, table.c.id, part))
+            for condition in among_parts(
+                connection.dialect.name, table.c.id, (self.rows[i].old_pk for i in indexes)
             )
+            for r in connection.execute(select(table.c.id).where(condition))
         }
         for i in indexes:
             row = self.rows[i]

@@ -143,6 +143,11 @@ class ModelSpec:
         return frozenset(f.name for f in self.fields) | {fk.name for fk in self.foreign_keys}
 
     @cached_property
+    def targets(self) -> frozenset[str]:
+        """The models this model's foreign keys point at."""
+        return frozenset(fk.target for fk in self.foreign_keys)
+
+    @cached_property
     def _foreign_keys(self) -> dict[str, ForeignKey]:
         return {fk.name: fk for fk in self.foreign_keys}
 
