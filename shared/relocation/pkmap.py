@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from array import array
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -15,82 +15,120 @@ class ImportKind(enum.Enum):
     OVERWRITE = "overwrite"  # an existing row took the imported values
 
 
-def _position(ordered: array[int], pk: int) -> int | None:
-    """Where ``pk`` is in an increasing array, or None."""
-    i = bisect_left(ordered, pk)
-    return i if i < len(ordered) and ordered[i] == pk else None
+def _run_of(starts: array[int], lengths: array[int], pk: int) -> int | None:
+    """The run of increasing ``starts`` that holds ``pk``, or None."""
+    i = bisect_right(starts, pk) - 1
+    return i if i >= 0 and pk - starts[i] < lengths[i] else None
 
 
 class _PkColumn:
-    """Export pk -> new pk of one model in 16 bytes an instance: two parallel arrays while export pks
-    arrive in increasing order (as exports write them), looked up by bisection; a dict for the few that
-    do not."""
+    """Export pk -> new pk of one model, as runs: while export pks arrive in increasing order (as exports
+    write them), a run of consecutive export pks that got consecutive new pks is three numbers, however
+    long (24 bytes a run; an export of dense pks written in batches is a few runs a batch). A dict holds
+    the few pks that arrive out of order or are mapped again to another pk."""
 
     def __init__(self) -> None:
-        self._old = array("q")
-        self._new = array("q")
+        self._old = array("q")  # first export pk of each run, increasing
+        self._new = array("q")  # its new pk
+        self._length = array("q")
+        self._count = 0  # instances in runs
         self._other: dict[int, int] = {}
-
-    def _index(self, old: int) -> int | None:
-        return _position(self._old, old)
+        self._shadowed = 0  # pks of runs that ``_other`` maps again
 
     def __setitem__(self, old: int, new: int) -> None:
         if old in self._other:
             self._other[old] = new
-        elif not self._old or old > self._old[-1]:
-            self._old.append(old)
-            self._new.append(new)
-        elif (i := self._index(old)) is not None:
-            self._new[i] = new
-        else:
-            self._other[old] = new
+            return
+        if self._old:
+            last = len(self._old) - 1
+            end = self._old[last] + self._length[last]
+            if old == end and new == self._new[last] + self._length[last]:
+                self._length[last] += 1
+                self._count += 1
+                return
+            if old < end:
+                run = _run_of(self._old, self._length, old)
+                if run is not None:
+                    if self._new[run] + (old - self._old[run]) != new:
+                        self._other[old] = new
+                        self._shadowed += 1
+                else:
+                    self._other[old] = new
+                return
+        self._old.append(old)
+        self._new.append(new)
+        self._length.append(1)
+        self._count += 1
 
     def get(self, old: int) -> int | None:
-        if old in self._other:
+        if self._other and old in self._other:
             return self._other[old]
-        i = self._index(old)
-        return None if i is None else self._new[i]
+        run = _run_of(self._old, self._length, old)
+        return None if run is None else self._new[run] + (old - self._old[run])
 
     def __contains__(self, old: int) -> bool:
-        return old in self._other or self._index(old) is not None
+        return old in self._other or _run_of(self._old, self._length, old) is not None
 
     def __len__(self) -> int:
-        return len(self._old) + len(self._other)
+        return self._count + len(self._other) - self._shadowed
+
+    @property
+    def runs(self) -> int:
+        return len(self._old)
 
     def items(self) -> Iterator[tuple[int, int]]:
-        yield from zip(self._old, self._new, strict=True)
-        yield from self._other.items()
+        other = self._other
+        for first, new, length in zip(self._old, self._new, self._length, strict=True):
+            for offset in range(length):
+                if first + offset not in other:
+                    yield first + offset, new + offset
+        yield from other.items()
 
 
 class PkSet:
-    """A set of export pks in about 8 bytes each: an array while they arrive in increasing order (as
-    exports write them), a set for the few that do not."""
+    """A set of export pks, as runs of consecutive pks while they arrive in increasing order (as exports
+    write them; 16 bytes a run, so dense pks cost next to nothing and sparse ones 16 bytes each), a set
+    for the few that do not."""
 
     def __init__(self) -> None:
-        self._ordered = array("q")
+        self._first = array("q")
+        self._length = array("q")
+        self._count = 0
         self._other: set[int] = set()
 
     def add(self, pk: int) -> bool:
         """Add ``pk``; False when it was there already."""
-        if not self._ordered or pk > self._ordered[-1]:
-            self._ordered.append(pk)
-            return True
-        if pk in self:
-            return False
-        self._other.add(pk)
+        if self._first:
+            end = self._first[-1] + self._length[-1]
+            if pk == end:
+                self._length[-1] += 1
+                self._count += 1
+                return True
+            if pk < end:
+                if pk in self:
+                    return False
+                self._other.add(pk)
+                return True
+        self._first.append(pk)
+        self._length.append(1)
+        self._count += 1
         return True
 
     def __contains__(self, pk: object) -> bool:
         if not isinstance(pk, int):
             return False
-        return pk in self._other or _position(self._ordered, pk) is not None
+        return pk in self._other or _run_of(self._first, self._length, pk) is not None
 
     def __len__(self) -> int:
-        return len(self._ordered) + len(self._other)
+        return self._count + len(self._other)
+
+    @property
+    def runs(self) -> int:
+        return len(self._first)
 
 
 class PrimaryKeyMap:
-    """Grows with the import (about 16 bytes per instance, plus the unique values the writer reports);
+    """Grows with the import (24 bytes a run of consecutive pks, plus the unique values the writer reports);
     kinds other than INSERTED are kept only for the few instances that have them."""
 
     def __init__(self) -> None:

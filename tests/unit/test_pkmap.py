@@ -45,3 +45,45 @@ def test_the_pk_set_agrees_with_a_set_and_reports_repeats() -> None:
         assert (probe in pks) is (probe in reference)
     assert len(pks) == len(reference)
     assert "1" not in pks
+
+
+def test_dense_pks_are_kept_as_a_few_runs_and_read_back_exactly() -> None:
+    pkmap = PrimaryKeyMap()
+    reference: dict[int, int] = {}
+    # Two batches of consecutive export pks whose new pks are consecutive within each batch.
+    for old, new in [
+        *zip(range(1, 1001), range(501, 1501), strict=True),
+        *zip(range(1001, 2001), range(9001, 10001), strict=True),
+    ]:
+        pkmap.insert("sentry.user", old, new, ImportKind.INSERTED)
+        reference[old] = new
+    column = pkmap._pks["sentry.user"]
+    assert column.runs == 2
+    # Mapping a pk inside a run again to another pk, and to the same pk, keeps every answer exact.
+    pkmap.insert("sentry.user", 500, 7, ImportKind.INSERTED)
+    pkmap.insert("sentry.user", 501, 1001, ImportKind.INSERTED)
+    reference[500] = 7
+    assert column.runs == 2
+    assert [pkmap.get("sentry.user", pk) for pk in (0, 1, 499, 500, 501, 1000, 1001, 2000, 2001)] == [
+        None,
+        501,
+        999,
+        7,
+        1001,
+        1500,
+        9001,
+        10000,
+        None,
+    ]
+    assert pkmap.count("sentry.user") == len(reference) == 2000
+    assert sorted(pkmap.entries("sentry.user")) == sorted(reference.items())
+
+
+def test_dense_pk_sets_are_a_few_runs() -> None:
+    pks = PkSet()
+    assert all(pks.add(pk) for pk in range(1, 100_001))
+    assert all(pks.add(pk) for pk in range(200_000, 200_010))
+    assert pks.runs == 2 and len(pks) == 100_010
+    assert not pks.add(50_000) and not pks.add(200_009)
+    assert 1 in pks and 100_000 in pks and 100_001 not in pks and 199_999 not in pks
+    assert pks.add(150_000) and 150_000 in pks and len(pks) == 100_011 and pks.runs == 2
