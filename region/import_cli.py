@@ -164,6 +164,7 @@ def _import(
     app = bootstrap(settings_from(args))
     stack.callback(app.close)
     app.prepare_database()
+    tune_for_bulk_work()  # again: the engine, its pool and the mappers are start-up objects too
     progress = ConsoleProgress(sys.stderr, enabled=not args.silent)
     engine = app.import_engine(
         options,

@@ -17,7 +17,7 @@ from shared.config import RpcSettings
 from shared.db.engine import describe
 from shared.db.migrate import MigrationSet
 from shared.errors import DatabaseUnavailable, SchemaMismatch
-from shared.gc_tuning import tune_for_bulk_work
+from shared.gc_tuning import tune_for_server
 from shared.rpc.server import Registrar, create_server, shut_down, wait_for_stop_signal
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def run(
         running.server.stop(None)
         on_stop()
         raise
-    tune_for_bulk_work()
+    tune_for_server()
     running.set_serving(True)
     _LOGGER.info("%s serving on %s:%d", silo, host, running.port)
     drainer = BackgroundDrainer(drain) if drain is not None else None

@@ -1,4 +1,5 @@
-"""The bulk processes' collector settings, checked in a fresh interpreter (not this test process)."""
+"""The collector settings of the importer and the servers, checked in fresh interpreters (never in this
+test process)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,40 @@ import json
 import subprocess
 import sys
 
-from shared.gc_tuning import BULK_THRESHOLDS
+import pytest
+
+from shared.gc_tuning import BULK_THRESHOLDS, SERVER_THRESHOLDS
 
 _PROBE = """
 import gc, json, sqlalchemy
-from shared.gc_tuning import tune_for_bulk_work
-before = [gc.get_threshold(), gc.get_freeze_count()]
-tune_for_bulk_work()
-print(json.dumps({"before": before, "after": [gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()]}))
+from shared import gc_tuning
+before = [list(gc.get_threshold()), gc.get_freeze_count()]
+getattr(gc_tuning, {function!r})()
+after = [list(gc.get_threshold()), gc.get_freeze_count(), gc.isenabled()]
+print(json.dumps({{"before": before, "after": after}}))
 """
 
 
-def test_tuning_freezes_start_up_objects_and_raises_the_thresholds() -> None:
-    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True).stdout
-    seen = json.loads(out)
-    assert seen["before"] == [[700, 10, 10], 0]
-    threshold, frozen, enabled = seen["after"]
-    assert tuple(threshold) == BULK_THRESHOLDS
-    assert frozen > 10_000  # importing SQLAlchemy alone leaves tens of thousands of objects
+def _probe(function: str) -> dict[str, list[object]]:
+    code = _PROBE.format(function=function)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    seen: dict[str, list[object]] = json.loads(out)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("function", "thresholds", "freezes"),
+    [("tune_for_bulk_work", BULK_THRESHOLDS, True), ("tune_for_server", SERVER_THRESHOLDS, False)],
+)
+def test_tuning_sets_the_thresholds_and_freezes_only_in_the_importer(
+    function: str, thresholds: tuple[int, int, int], freezes: bool
+) -> None:
+    seen = _probe(function)
+    (default, frozen_before), (threshold, frozen, enabled) = seen["before"], seen["after"]
+    assert frozen_before == 0 and default != list(thresholds)
+    assert threshold == list(thresholds)
+    if freezes:
+        assert isinstance(frozen, int) and frozen > 10_000  # importing SQLAlchemy alone leaves that many
+    else:
+        assert frozen == 0
     assert enabled  # cyclic garbage is still collected
