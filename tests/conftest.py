@@ -10,12 +10,18 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import Engine
+
+from shared.db.engine import make_engine
+from shared.db.migrate import MigrationSet
 
 #: Where the PostgreSQL server is; the databases of a test session are created (and dropped) there.
 PG_ADMIN_URL = os.environ.get("SILOPORT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 BACKENDS = ("sqlite", "postgresql")
 DatabaseFactory = Callable[[str], str]
+#: ``migrated_engine(label, migrations)``: an engine on a new database with the silo's schema.
+MigratedEngineFactory = Callable[[str, MigrationSet], Engine]
 
 
 class PostgresServer:
@@ -73,3 +79,20 @@ def make_database(
         return server.create_database
     directory = tmp_path_factory.mktemp("sqlite")
     return lambda label: f"sqlite:///{directory / label}.sqlite3"
+
+
+@pytest.fixture
+def migrated_engine(make_database: DatabaseFactory) -> Iterator[MigratedEngineFactory]:
+    """``migrated_engine(label, MIGRATIONS)`` gives an engine on a new database of the test's backend,
+    migrated to the silo's schema; every engine it gave is disposed of at the end of the test."""
+    made: list[Engine] = []
+
+    def make(label: str, migrations: MigrationSet) -> Engine:
+        engine = make_engine(make_database(label))
+        made.append(engine)
+        migrations.upgrade(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.dispose()

@@ -31,13 +31,11 @@ from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row, Write
 from shared.relocation.findings import Finding, FindingsLog
 from shared.relocation.pkmap import ImportKind, PrimaryKeyMap
 from shared.relocation.reader import Record, read_records
-from shared.relocation.registry import MODELS, lookup
+from shared.relocation.registry import REFERENCED, lookup
 from shared.relocation.spec import ModelSpec, Silo
 
 _LOGGER = logging.getLogger(__name__)
 ORGANIZATION = "sentry.organization"
-#: The models a foreign key of some model points at (their pks are remapped later in the import).
-REFERENCED = frozenset().union(*(spec.targets for spec in MODELS))
 #: Longest an import that failed waits for its committed batches' messages (the drainers take the rest).
 FAILURE_SETTLE_S = 10.0
 

@@ -4,6 +4,7 @@ rules for which batches may be in flight together."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from shared.relocation.batch import Batch
 from shared.relocation.findings import Finding
@@ -24,6 +25,11 @@ class PreparedBatch:
     skipped: int = 0
     #: Its rows' unique key values (see ``unique_values``), once asked for.
     unique_values: set[tuple[int, tuple[object, ...]]] | None = None
+
+    @cached_property
+    def keeps_pks(self) -> bool:
+        """Whether a row keeps its export pk (asked once the batch is prepared, then remembered)."""
+        return self.batch is not None and any(row.keep_pk for row in self.batch.rows)
 
 
 def unique_values(prepared: PreparedBatch) -> set[tuple[int, tuple[object, ...]]]:
@@ -51,12 +57,8 @@ def may_overlap(writing: PreparedBatch, following: PreparedBatch, *, concurrent:
     model that share no unique key value, where the silo's writer takes two at once (``concurrent``)."""
     if writing.spec.name != following.spec.name or not concurrent:
         return False
-    if _keeps_pks(writing) or _keeps_pks(following):
+    if writing.keeps_pks or following.keeps_pks:
         return False  # kept pks and the sequence's new ids could meet in both batches
     if writing.batch is None or following.batch is None:
         return True
     return not (unique_values(writing) & unique_values(following))
-
-
-def _keeps_pks(prepared: PreparedBatch) -> bool:
-    return prepared.batch is not None and any(row.keep_pk for row in prepared.batch.rows)

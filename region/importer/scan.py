@@ -15,7 +15,7 @@ from typing import TextIO
 from region.importer.options import ImportOptions
 from shared.relocation.pkmap import PkSet
 from shared.relocation.reader import ExportFormatError, Record, read_records
-from shared.relocation.registry import MODELS, lookup
+from shared.relocation.registry import MODELS, REFERENCED, lookup
 from shared.relocation.spec import ModelSpec
 from shared.relocation.values import BadValue, check_value
 
@@ -25,8 +25,7 @@ _MISSING = object()
 #: Model -> the models whose foreign keys point at it (an export must list it before them).
 DEPENDENTS: dict[str, frozenset[str]] = {
     target: frozenset(spec.name for spec in MODELS if target in spec.targets) - {target}
-    for spec_with_keys in MODELS
-    for target in spec_with_keys.targets
+    for target in REFERENCED
 }
 
 

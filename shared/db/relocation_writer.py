@@ -497,14 +497,22 @@ class _BatchWrite:
             )
             for r in connection.execute(select(table.c.id).where(condition))
         }
+        free: list[int] = []
         for i in indexes:
             row = self.rows[i]
             if row.old_pk in taken:
                 reason = f"pk {row.old_pk} is taken; the instance gets a new pk"
                 self.findings.append(Finding("new_pk", self.spec.name, row.ordinal, row.old_pk, None, reason))
-                continue
-            connection.execute(insert(table).values(id=row.old_pk, **self.columns[i]))
-            self.outcomes[i].target = row.old_pk
+            else:
+                free.append(i)
+        kept = [{"id": self.rows[i].old_pk, **self.columns[i]} for i in free]
+        if self.one_by_one:  # the per-row baseline, and the search for a refused row, insert singly
+            for values in kept:
+                connection.execute(insert(table).values(**values))
+        elif kept:  # one statement for the batch
+            connection.execute(insert(table), kept)
+        for i in free:
+            self.outcomes[i].target = self.rows[i].old_pk
         if connection.dialect.name == "postgresql":
             # Explicit ids do not move the sequence: move it past them.
             connection.execute(

@@ -428,6 +428,9 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 REGISTRY: Mapping[str, ModelSpec] = {spec.name: spec for spec in MODELS}
+#: The models some foreign key points at: the import looks their primary keys up again, and an export
+#: must list each before the models that point at it.
+REFERENCED: frozenset[str] = frozenset().union(*(spec.targets for spec in MODELS))
 
 
 def models_of(silo: Silo) -> Iterable[ModelSpec]:

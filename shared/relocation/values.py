@@ -88,18 +88,10 @@ _CHECKERS: dict[Kind, Callable[[Field, object], object]] = {
 }
 
 
-def parse_value(field: Field, value: object) -> object:
-    """The database value of ``field`` for an export value; raises :class:`BadValue`."""
-    if value is None:
-        if not field.nullable:
-            raise BadValue("must not be null")
-        return None
-    return _PARSERS[field.kind](field, value)
-
-
 def parser_of(field: Field) -> Callable[[object], object]:
-    """:func:`parse_value` for one field, with the lookups done once (the write path calls it for every
-    field of every instance)."""
+    """The function from an export value of ``field`` to its database value (raises
+    :class:`BadValue`), with the lookups done once: the write path calls it for every field of every
+    instance."""
     parse, nullable = _PARSERS[field.kind], field.nullable
 
     def parse_one(value: object) -> object:
@@ -113,7 +105,7 @@ def parser_of(field: Field) -> Callable[[object], object]:
 
 
 def check_value(field: Field, value: object) -> None:
-    """Raise :class:`BadValue` where :func:`parse_value` would."""
+    """Raise :class:`BadValue` where the field's parser (:func:`parser_of`) would."""
     if value is None:
         if not field.nullable:
             raise BadValue("must not be null")

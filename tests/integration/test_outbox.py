@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from shared.db.outbox import (
     enqueue,
 )
 from shared.db.unit_of_work import UnitOfWork
-from tests.conftest import DatabaseFactory, PostgresServer
+from tests.conftest import MigratedEngineFactory, PostgresServer
 
 ORG = OutboxCategory.ORGANIZATION_UPDATE
 MEMBER = OutboxCategory.ORGANIZATION_MEMBER_UPDATE
@@ -50,11 +50,8 @@ class Clock:
 
 
 @pytest.fixture
-def engine(make_database: DatabaseFactory) -> Iterator[Engine]:
-    made = make_engine(make_database("region"))
-    MIGRATIONS.upgrade(made)
-    yield made
-    made.dispose()
+def engine(migrated_engine: MigratedEngineFactory) -> Engine:
+    return migrated_engine("region", MIGRATIONS)
 
 
 def shard(shard_id: int = 1) -> Shard:

@@ -3,26 +3,20 @@ of clashing reservations winning, in the table and within the run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, select
 
 from region.db.models import OrganizationSlugReservationReplica as Replica
 from region.db.schema import MIGRATIONS
 from region.organizations import OrganizationService, ReplicaUpdate
-from shared.db.engine import make_engine
-from tests.conftest import DatabaseFactory
+from tests.conftest import MigratedEngineFactory
 
 PRIMARY, ALIAS = 0, 2
 
 
 @pytest.fixture
-def engine(make_database: DatabaseFactory) -> Iterator[Engine]:
-    made = make_engine(make_database("region"))
-    MIGRATIONS.upgrade(made)
-    yield made
-    made.dispose()
+def engine(migrated_engine: MigratedEngineFactory) -> Engine:
+    return migrated_engine("region", MIGRATIONS)
 
 
 def replica(reservation_id: int, slug: str, organization_id: int, kind: int) -> ReplicaUpdate:

@@ -4,8 +4,6 @@ stale-data check did; otherwise the PRIMARY takes the alias's slug and the alias
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, insert, select
 
@@ -16,18 +14,14 @@ from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
 from control.slugs import ReservationType, SlugService
 from shared.config import RpcSettings
-from shared.db.engine import make_engine
-from tests.conftest import DatabaseFactory
+from tests.conftest import MigratedEngineFactory
 
 IMPORT = "00000000-0000-0000-0000-00000000000a"
 
 
 @pytest.fixture
-def engine(make_database: DatabaseFactory) -> Iterator[Engine]:
-    made = make_engine(make_database("control"))
-    MIGRATIONS.upgrade(made)
-    yield made
-    made.dispose()
+def engine(migrated_engine: MigratedEngineFactory) -> Engine:
+    return migrated_engine("control", MIGRATIONS)
 
 
 def reserve(engine: Engine, slug: str, organization_id: int, kind: ReservationType) -> Reservation:

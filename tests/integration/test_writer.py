@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 from sqlalchemy import Engine, Table, func, select
@@ -20,25 +20,19 @@ from shared.errors import DatabaseUnavailable
 from shared.relocation.batch import Batch, BatchOptions, Row, WriteRefused
 from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
-from tests.conftest import DatabaseFactory, PostgresServer
+from tests.conftest import MigratedEngineFactory, PostgresServer
 
 DATE = "2023-06-22T22:54:28.773Z"
 
 
 @pytest.fixture
-def control(make_database: DatabaseFactory) -> Iterator[BatchWriter]:
-    engine = make_engine(make_database("control"))
-    CONTROL_MIGRATIONS.upgrade(engine)
-    yield BatchWriter(engine, CONTROL_TABLES, CONTROL_CHUNKS)
-    engine.dispose()
+def control(migrated_engine: MigratedEngineFactory) -> BatchWriter:
+    return BatchWriter(migrated_engine("control", CONTROL_MIGRATIONS), CONTROL_TABLES, CONTROL_CHUNKS)
 
 
 @pytest.fixture
-def region(make_database: DatabaseFactory) -> Iterator[BatchWriter]:
-    engine = make_engine(make_database("region"))
-    REGION_MIGRATIONS.upgrade(engine)
-    yield BatchWriter(engine, REGION_TABLES, REGION_CHUNKS)
-    engine.dispose()
+def region(migrated_engine: MigratedEngineFactory) -> BatchWriter:
+    return BatchWriter(migrated_engine("region", REGION_MIGRATIONS), REGION_TABLES, REGION_CHUNKS)
 
 
 def user(pk: int, username: str) -> Row:
@@ -132,3 +126,27 @@ def test_a_deadlock_or_serialization_failure_is_retried_and_other_database_error
             assert count(writer, "sentry.user", CONTROL_TABLES) == 0
     finally:
         engine.dispose()
+
+
+def test_kept_pks_are_inserted_together_and_a_taken_one_gets_a_new_pk(region: BatchWriter) -> None:
+    org = (
+        region.write(Batch("sentry.organization", 1, (Row(1, 1, {"name": "A", "slug": "a"}),), options()))
+        .entries[0]
+        .new_pk
+    )
+
+    def project(ordinal: int, pk: int, *, keep: bool = True) -> Row:
+        values = {"organization": org, "slug": f"p{pk}", "name": f"P{pk}", "date_added": DATE}
+        return Row(ordinal, pk, values, keep_pk=keep)
+
+    region.write(Batch("sentry.project", 1, (project(1, 50),), options("first")))
+    result = region.write(
+        Batch("sentry.project", 1, (project(1, 50), project(2, 60), project(3, 61)), options("second"))
+    )
+    new_pks = {e.old_pk: e.new_pk for e in result.entries}
+    assert new_pks[60] == 60 and new_pks[61] == 61 and new_pks[50] not in (50, 60, 61)
+    assert [(f.kind, f.old_pk) for f in result.findings if f.kind == "new_pk"] == [("new_pk", 50)]
+    # The sequence moved past the kept pks: a later project without one takes a higher id.
+    later = region.write(Batch("sentry.project", 1, (project(1, 70, keep=False),), options("third")))
+    assert later.entries[0].new_pk > 61
+    assert count(region, "sentry.project", REGION_TABLES) == 5  # 1 + 3 + 1
