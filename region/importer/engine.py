@@ -122,6 +122,8 @@ class ImportEngine:
         self._findings = findings
         self._clock = clock
         self._pkmap = PrimaryKeyMap()
+        #: The import's first run (nothing of it can be recorded yet).
+        self._fresh = False
         self._reported: set[str] = set()
         self._org_slugs: dict[int, str] = {}
         #: Export pk -> ordinal of each organization (for findings about its final slug).
@@ -129,6 +131,7 @@ class ImportEngine:
 
     def run(self, scan: Scan) -> ImportSummary:
         resumed = self._ledger.begin(self.options, scan.digest)
+        self._fresh = not resumed
         summary = ImportSummary(self.options.import_id, resumed, scan.records)
         self._progress.start(
             {
@@ -344,6 +347,7 @@ class ImportEngine:
             overwrite_configs=self.options.overwrite_configs,
             row_by_row=self.options.row_by_row,
             no_bookkeeping=self.options.no_bookkeeping,
+            fresh=self._fresh,
         )
 
     def _result(self, prepared: PreparedBatch, batch: Batch, sent: Future[BatchResult] | None) -> BatchResult:

@@ -154,7 +154,8 @@ class BatchWriter:
             try:
                 with self._unit_of_work() as work:
                     bookkeeping = not batch.options.no_bookkeeping
-                    stored = self.stored(work.connection, batch) if bookkeeping else None
+                    look_up = bookkeeping and not (batch.options.fresh and attempt == 0)
+                    stored = self.stored(work.connection, batch) if look_up else None
                     if stored is not None:
                         return stored
                     result = self._write(work, table, batch)

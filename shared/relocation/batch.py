@@ -36,6 +36,10 @@ class BatchOptions:
     row_by_row: bool = False
     #: Benchmark only: no batch record (no replay, so the import cannot be resumed).
     no_bookkeeping: bool = False
+    #: The import's first run: its batches are not looked up among the recorded ones before they are
+    #: written (a query per batch); should one be recorded after all, its record's unique key refuses the
+    #: write, which is rolled back, and the recorded result is returned.
+    fresh: bool = False
 
 
 @dataclass(frozen=True)

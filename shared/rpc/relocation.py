@@ -30,16 +30,10 @@ def batch_to_proto(batch: Batch) -> control_pb2.ImportModelBatchRequest:
         overwrite_configs=batch.options.overwrite_configs,
         row_by_row=batch.options.row_by_row,
         no_bookkeeping=batch.options.no_bookkeeping,
-        instances=[
-            common_pb2.ModelInstance(
-                ordinal=row.ordinal,
-                old_pk=row.old_pk,
-                fields_json=compact_json(row.values),
-                keep_pk=row.keep_pk,
-                hints=row.hints,
-            )
-            for row in batch.rows
-        ],
+        fresh=batch.options.fresh,
+        instances_json=compact_json(
+            [[r.ordinal, r.old_pk, r.values, r.keep_pk, r.hints] for r in batch.rows]
+        ),
     )
 
 
@@ -47,6 +41,9 @@ class MalformedBatch(SharedError):
     """An ImportModelBatch request that does not describe a batch."""
 
     reason = "malformed_batch"
+
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
@@ -63,17 +60,36 @@ def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
         overwrite_configs=request.overwrite_configs,
         row_by_row=request.row_by_row,
         no_bookkeeping=request.no_bookkeeping,
+        fresh=request.fresh,
     )
+    try:
+        instances = json.loads(request.instances_json) if request.instances_json else []
+    except ValueError as exc:
+        raise MalformedBatch(f"{request.model}: instances_json is not JSON: {exc}") from None
+    if type(instances) is not list:
+        raise MalformedBatch(f"{request.model}: instances_json must be a JSON array")
     rows = []
-    for instance in request.instances:
-        try:
-            values = json.loads(instance.fields_json)
-        except ValueError as exc:
-            raise MalformedBatch(f"{request.model} #{instance.ordinal}: fields are not JSON: {exc}") from None
-        if not isinstance(values, dict):
-            raise MalformedBatch(f"{request.model} #{instance.ordinal}: fields must be a JSON object")
-        hints = dict(instance.hints)
-        rows.append(Row(instance.ordinal, instance.old_pk, values, keep_pk=instance.keep_pk, hints=hints))
+    for position, instance in enumerate(instances):
+        if type(instance) is not list or len(instance) != 5:
+            raise MalformedBatch(
+                f"{request.model} instance {position}: not [ordinal, old_pk, fields, keep_pk, hints]"
+            )
+        ordinal, old_pk, values, keep_pk, hints = instance
+        if not (
+            type(ordinal) is int
+            and 1 <= ordinal <= _INT64[1]
+            and type(old_pk) is int
+            and _INT64[0] <= old_pk <= _INT64[1]
+            and type(values) is dict
+            and type(keep_pk) is bool
+            and type(hints) is dict
+            and all(type(v) is str for v in hints.values())
+        ):
+            raise MalformedBatch(
+                f"{request.model} instance {position}: expected [ordinal >= 1, 64-bit pk, object of fields, "
+                f"boolean, object of strings], got {compact_json(instance)[:200]}"
+            )
+        rows.append(Row(ordinal, old_pk, values, keep_pk=keep_pk, hints=hints))
     return Batch(request.model, request.first_ordinal, tuple(rows), options)
 
 

@@ -58,6 +58,31 @@ def test_a_replayed_batch_returns_its_record_and_writes_nothing(control: BatchWr
     assert count(control, "sentry.user", CONTROL_TABLES) == 2
 
 
+def test_a_fresh_batch_is_not_looked_up_and_one_recorded_after_all_is_replayed(
+    control: BatchWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run's batches skip the lookup of their record; a batch that is recorded anyway (another
+    run with the same import id got there first) is refused by the record's unique key, rolled back,
+    and answered from the record: nothing is written twice."""
+    lookups: list[int] = []
+    original = control.stored
+
+    def counting(connection: object, batch: Batch) -> object:
+        lookups.append(batch.first_ordinal)
+        return original(connection, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(control, "stored", counting)
+    fresh = BatchOptions("i1", ImportScope.GLOBAL, fresh=True)
+    first = control.write(Batch("sentry.user", 1, (user(1, "a"), user(2, "b")), fresh))
+    assert lookups == [] and not first.replayed
+    again = control.write(Batch("sentry.user", 1, (user(1, "a"), user(2, "b")), fresh))
+    assert again.replayed and again.entries == first.entries
+    assert lookups == [1]  # only once the record's unique key refused the write
+    assert count(control, "sentry.user", CONTROL_TABLES) == 2  # the second write was rolled back
+    resumed = control.write(Batch("sentry.user", 1, (user(1, "a"), user(2, "b")), options()))
+    assert resumed.replayed and lookups == [1, 1]  # a resumed run looks its batches up first
+
+
 def test_duplicates_within_a_batch_are_renamed_or_merged(control: BatchWriter) -> None:
     renamed = control.write(Batch("sentry.user", 1, (user(1, "Same"), user(2, "same")), options("r")))
     assert [e.kind for e in renamed.entries] == [ImportKind.INSERTED, ImportKind.INSERTED]

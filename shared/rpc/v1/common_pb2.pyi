@@ -161,66 +161,6 @@ class PingResponse(_message.Message):
 Global___PingResponse: _TypeAlias = PingResponse  # noqa: Y015
 
 @_typing.final
-class ModelInstance(_message.Message):
-    """An instance of an exported model, as found in the export file."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    @_typing.final
-    class HintsEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-    ORDINAL_FIELD_NUMBER: _builtins.int
-    OLD_PK_FIELD_NUMBER: _builtins.int
-    FIELDS_JSON_FIELD_NUMBER: _builtins.int
-    KEEP_PK_FIELD_NUMBER: _builtins.int
-    HINTS_FIELD_NUMBER: _builtins.int
-    ordinal: _builtins.int
-    """Ordinal of the instance within its model in the export (0-based)."""
-    old_pk: _builtins.int
-    """Primary key in the export."""
-    fields_json: _builtins.str
-    """JSON object of the instance's fields after foreign keys were remapped."""
-    keep_pk: _builtins.bool
-    """Keep old_pk as the new primary key if it is free (projects in a global import)."""
-    @_builtins.property
-    def hints(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Context for collision handling that is not a field, e.g. "org_slug" for minted tokens."""
-
-    def __init__(
-        self,
-        *,
-        ordinal: _builtins.int = ...,
-        old_pk: _builtins.int = ...,
-        fields_json: _builtins.str = ...,
-        keep_pk: _builtins.bool = ...,
-        hints: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields_json", b"fields_json", "hints", b"hints", "keep_pk", b"keep_pk", "old_pk", b"old_pk", "ordinal", b"ordinal"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ModelInstance: _TypeAlias = ModelInstance  # noqa: Y015
-
-@_typing.final
 class PkMapEntry(_message.Message):
     """Where one instance ended up."""
 
