@@ -16,9 +16,8 @@ from region.bootstrap import bootstrap
 from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.engine import ImportSummary
-from region.importer.errors import NotAnExport
 from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
-from region.importer.scan import Scan, scan_export
+from region.importer.scan import Scan, not_utf8, scan_file
 from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
 from shared.errors import SharedError
@@ -80,9 +79,7 @@ def _opener(path: Path, name: str) -> Callable[[], AbstractContextManager[TextIO
             with path.open(encoding="utf-8-sig", newline="") as stream:  # a BOM is skipped
                 yield stream
         except UnicodeDecodeError as exc:
-            raise NotAnExport(
-                f"{name}: not UTF-8 text ({exc.reason}); an export is a JSON list of records"
-            ) from None
+            raise not_utf8(name, exc) from None
 
     return open_source
 
@@ -150,8 +147,7 @@ def _import(
     open_source = _opener(path, source_name)
     if not args.silent:
         print(f"import id: {options.import_id}", file=out, flush=True)
-    with open_source() as stream:
-        scan = scan_export(stream, source_name, options)
+    scan = scan_file(path, source_name, options)
     control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
     target = (
         f"region {args.name!r} (control at {control_address})"

@@ -7,20 +7,30 @@ and works out which users, emails and organizations the filters keep.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
+import multiprocessing
+import re
+import threading
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TextIO
 
+from region.importer.errors import NotAnExport
 from region.importer.options import ImportOptions
 from shared.relocation.pkmap import PkSet
-from shared.relocation.reader import ExportFormatError, Record, read_records
+from shared.relocation.reader import ExportFormatError, Position, Record, RecordReader
 from shared.relocation.registry import MODELS, REFERENCED, lookup
 from shared.relocation.spec import ModelSpec
 from shared.relocation.values import BadValue, check_value
 
 _INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
+CHUNK_BYTES = 1 << 20
 
 #: Model -> the models whose foreign keys point at it (an export must list it before them).
 DEPENDENTS: dict[str, frozenset[str]] = {
@@ -142,45 +152,241 @@ class _Collector:
         return frozenset(users), frozenset(emails), keep_orgs
 
 
-def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
-    reader = HashingReader(stream)
-    counts: dict[str, int] = {}
-    first_seen: dict[str, Record] = {}
-    #: Model -> how many models had been seen when its order was last found good.
-    order_checked: dict[str, int] = {}
-    #: Every model's pks so far: duplicates are refused, and --strict checks references against them.
-    pks: dict[str, PkSet] = defaultdict(PkSet)
-    collector = _Collector(options)
-    total = 0
-    for record in read_records(reader, source):  # type: ignore[arg-type]
-        total += 1
-        counts[record.model] = counts.get(record.model, 0) + 1
-        spec = lookup(record.model)
-        if spec is None:
-            if options.strict:
-                raise invalid(source, record, "siloport does not know this model (--strict)")
-            continue
-        check_record(source, spec, record)
-        if not _INT64[0] <= record.pk <= _INT64[1]:
-            raise invalid(source, record, "pk does not fit in 64 bits")
-        if not pks[spec.name].add(record.pk):
-            raise invalid(
-                source, record, "this pk appears twice for the model; an export lists each instance once"
-            )
-        if options.strict:
-            check_references(source, spec, record, pks)
-        if order_checked.get(spec.name) != len(first_seen):  # only a model seen first since can break it
-            for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):
-                earlier = first_seen[dependent]
+class _Checker:
+    """The checks of the pass and what they gather, over the records of a file or of a part of it."""
+
+    def __init__(self, source: str, options: ImportOptions) -> None:
+        self.source, self.options = source, options
+        self.total = 0
+        self.counts: dict[str, int] = {}
+        self.first_seen: dict[str, Record] = {}
+        #: Model -> how many models had been seen when its order was last found good.
+        self.order_checked: dict[str, int] = {}
+        #: Every model's pks so far: duplicates are refused, and --strict checks references against them.
+        self.pks: dict[str, PkSet] = defaultdict(PkSet)
+        self.collector = _Collector(options)
+
+    def run(self, records: Iterable[Record]) -> None:
+        source, options = self.source, self.options
+        counts, first_seen, order_checked, pks = self.counts, self.first_seen, self.order_checked, self.pks
+        collector = self.collector
+        for record in records:
+            self.total += 1
+            counts[record.model] = counts.get(record.model, 0) + 1
+            spec = lookup(record.model)
+            if spec is None:
+                if options.strict:
+                    raise invalid(source, record, "siloport does not know this model (--strict)")
+                continue
+            check_record(source, spec, record)
+            if not _INT64[0] <= record.pk <= _INT64[1]:
+                raise invalid(source, record, "pk does not fit in 64 bits")
+            if not pks[spec.name].add(record.pk):
                 raise invalid(
-                    source,
-                    record,
-                    f"out of dependency order: {dependent} (first at line {earlier.line}) refers to "
-                    f"{spec.name}, so every {spec.name} must come before it",
+                    source, record, "this pk appears twice for the model; an export lists each instance once"
                 )
-            first_seen.setdefault(spec.name, record)
-            order_checked[spec.name] = len(first_seen)
-        if collector.active:
-            collector.add(record)
-    keep_users, keep_emails, keep_orgs = collector.result(options)
-    return Scan(total, counts, reader.digest.hexdigest(), keep_users, keep_emails, keep_orgs)
+            if options.strict:
+                check_references(source, spec, record, pks)
+            if order_checked.get(spec.name) != len(first_seen):  # only a model seen first since can break it
+                for dependent in sorted(DEPENDENTS.get(spec.name, frozenset()) & first_seen.keys()):
+                    earlier = first_seen[dependent]
+                    raise invalid(
+                        source,
+                        record,
+                        f"out of dependency order: {dependent} (first at line {earlier.line}) refers to "
+                        f"{spec.name}, so every {spec.name} must come before it",
+                    )
+                first_seen.setdefault(spec.name, record)
+                order_checked[spec.name] = len(first_seen)
+            if collector.active:
+                collector.add(record)
+
+    def result(self, digest: str) -> Scan:
+        keep_users, keep_emails, keep_orgs = self.collector.result(self.options)
+        return Scan(self.total, self.counts, digest, keep_users, keep_emails, keep_orgs)
+
+    def tail(self) -> _Tail:
+        return _Tail(self.total, self.counts, dict(self.pks), frozenset(self.first_seen))
+
+    def joins(self, tail: _Tail) -> bool:
+        """Whether the second half's checks, with this first half's, are those of the whole file: no pk
+        in both halves, no model of the second half that a model of the first half refers to. Then its
+        counts are added to these."""
+        for model, pks in tail.pks.items():
+            if model in self.pks and not self.pks[model].isdisjoint(pks):
+                return False
+        if any(DEPENDENTS.get(model, frozenset()) & self.first_seen.keys() for model in tail.seen):
+            return False
+        self.total += tail.total
+        for model, count in tail.counts.items():
+            self.counts[model] = self.counts.get(model, 0) + count
+        return True
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """What the check of an export's second half sends back."""
+
+    total: int
+    counts: dict[str, int]
+    pks: dict[str, PkSet]
+    seen: frozenset[str]
+
+
+def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
+    """Check an export read from ``stream``, from start to end."""
+    hashing = HashingReader(stream)
+    checker = _Checker(source, options)
+    checker.run(RecordReader(hashing, source))  # type: ignore[arg-type]
+    return checker.result(hashing.digest.hexdigest())
+
+
+#: An export at least this large (in bytes) is checked by two processes, a half each.
+SPLIT_FROM_BYTES = 16 << 20
+#: How far past the middle of the file the split looks for the start of a record.
+_SPLIT_WINDOW = 1 << 20
+#: The end of a record, a comma, and the brace of a record that starts with one of its keys.
+_BOUNDARY = re.compile(rb'\}[ \t\r\n]*,[ \t\r\n]*(\{)[ \t\r\n]*"(?:model|pk|fields)"')
+
+
+def not_utf8(source: str, exc: UnicodeDecodeError) -> NotAnExport:
+    return NotAnExport(f"{source}: not UTF-8 text ({exc.reason}); an export is a JSON list of records")
+
+
+def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: int = SPLIT_FROM_BYTES) -> Scan:
+    """Check the export in ``path``. A large one (without --strict or a filter, which need every record
+    before the next) is checked by two processes: this one from the start, a forked one from a record
+    near the middle to the end. This one must reach that record exactly at a record boundary, and
+    the halves together must hold no pk twice and keep the dependency order; otherwise, or if the other
+    half has an error, this process goes on through the second half itself, so a result or an error is
+    always the one a single pass gives."""
+    with path.open("rb") as raw:
+        bom = len(codecs.BOM_UTF8) if raw.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+    size = path.stat().st_size - bom
+    split = None
+    if (
+        size >= split_from
+        and not options.strict
+        and options.filter_usernames is None
+        and options.filter_org_slugs is None
+        and "fork" in multiprocessing.get_all_start_methods()
+    ):
+        split = _split_point(path, bom, size)
+    try:
+        if split is None:
+            with path.open(encoding="utf-8-sig", newline="") as stream:
+                return scan_export(stream, source, options)
+        return _scan_halves(path, bom, split, source, options)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(source, exc) from None
+
+
+def _split_point(path: Path, bom: int, size: int) -> tuple[int, Position, int] | None:
+    """Where a record seems to start near the middle (its offset in bytes after the byte order mark, its
+    position with index 0, its offset in characters), or None."""
+    with path.open("rb") as raw:
+        raw.seek(bom + size // 2)
+        window = raw.read(_SPLIT_WINDOW)
+    found = _BOUNDARY.search(window)
+    if found is None:
+        return None
+    offset = size // 2 + found.start(1)
+    where = _position_at(path, bom, offset)
+    return None if where is None else (offset, *where)
+
+
+def _position_at(path: Path, bom: int, offset: int) -> tuple[Position, int] | None:
+    """Line and column of a byte offset of the text (as a position with index 0), and its offset in
+    characters: the text up to there is decoded once more, without parsing. None if it is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    chars, lines, line_chars = 0, 0, 0
+    with path.open("rb") as raw:
+        raw.seek(bom)
+        left = offset
+        while left:
+            chunk = raw.read(min(left, CHUNK_BYTES))
+            if not chunk:
+                return None
+            left -= len(chunk)
+            try:
+                text = decoder.decode(chunk, final=not left)
+            except UnicodeDecodeError:
+                return None  # a single pass names it
+            chars += len(text)
+            newlines = text.count("\n")
+            lines += newlines
+            line_chars = len(text) - text.rfind("\n") - 1 if newlines else line_chars + len(text)
+    return Position(0, lines + 1, line_chars + 1), chars
+
+
+def _scan_halves(
+    path: Path, bom: int, split: tuple[int, Position, int], source: str, options: ImportOptions
+) -> Scan:
+    offset, start, chars = split
+    context = multiprocessing.get_context("fork")  # nothing else runs yet: no thread, no connection
+    receiving, sending = context.Pipe(duplex=False)
+    half = context.Process(
+        target=_check_tail, args=(_TailJob(path, bom + offset, start, source, options), sending), daemon=True
+    )
+    half.start()
+    sending.close()
+    digest: list[str] = []
+    hashing = threading.Thread(target=_hash_file, args=(path, bom, digest), daemon=True)
+    hashing.start()
+    try:
+        checker = _Checker(source, options)
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            reader = RecordReader(stream, source, stop_at=chars)
+            checker.run(reader)
+            tail = _received(receiving) if reader.stopped else None
+            if reader.stopped and (tail is None or not checker.joins(tail)):
+                checker.run(reader)  # this process checks the second half too
+        hashing.join()
+        return checker.result(digest[0])
+    finally:
+        receiving.close()
+        if half.is_alive():
+            half.terminate()
+        half.join()
+
+
+def _received(receiving: Connection) -> _Tail | None:
+    try:
+        tail = receiving.recv()
+    except (EOFError, OSError):  # the other process died
+        return None
+    return tail if isinstance(tail, _Tail) else None
+
+
+@dataclass(frozen=True)
+class _TailJob:
+    """The second half: the file, the byte offset and position of its first record."""
+
+    path: Path
+    offset: int
+    start: Position
+    source: str
+    options: ImportOptions
+
+
+def _check_tail(job: _TailJob, sending: Connection) -> None:
+    """The forked process: check the second half and send what it found (or None when it found an
+    error: the first process finds it again, and names it with its record's index)."""
+    try:
+        checker = _Checker(job.source, job.options)
+        with job.path.open("rb") as raw:
+            raw.seek(job.offset)
+            with io.TextIOWrapper(raw, encoding="utf-8", newline="") as stream:
+                checker.run(RecordReader(stream, job.source, start=job.start))
+        sending.send(checker.tail())
+    except Exception:  # noqa: BLE001 - any error is found again, and reported, by the first process
+        sending.send(None)
+    finally:
+        sending.close()
+
+
+def _hash_file(path: Path, bom: int, digest: list[str]) -> None:
+    """The digest a single pass computes (SHA-256 of the text after a byte order mark), from the bytes."""
+    with path.open("rb") as raw:
+        raw.seek(bom)
+        digest.append(hashlib.file_digest(raw, "sha256").hexdigest())

@@ -126,6 +126,23 @@ class PkSet:
     def runs(self) -> int:
         return len(self._first)
 
+    def isdisjoint(self, other: PkSet) -> bool:
+        """Whether no pk is in both sets (the runs of each are in increasing order: one walk over both)."""
+        if any(pk in self for pk in other._other) or any(pk in other for pk in self._other):
+            return False
+        mine, theirs = 0, 0
+        while mine < len(self._first) and theirs < len(other._first):
+            start, end = self._first[mine], self._first[mine] + self._length[mine]
+            other_start = other._first[theirs]
+            other_end = other_start + other._length[theirs]
+            if start < other_end and other_start < end:
+                return False
+            if end <= other_end:
+                mine += 1
+            else:
+                theirs += 1
+        return True
+
 
 class PrimaryKeyMap:
     """Grows with the import (24 bytes a run of consecutive pks, plus the unique values the writer reports);

@@ -2,7 +2,8 @@
 
 An export is a JSON array of ``{"model": ..., "pk": ..., "fields": {...}}`` objects. The reader decodes
 one object at a time from a bounded window of the file, so memory does not grow with the file, and a
-syntax error names the line and column where it is.
+syntax error names the line and column where it is. A reader can also start at a record in the middle
+of a file, or stop at one (two processes check the two halves of a large export).
 """
 
 from __future__ import annotations
@@ -52,17 +53,30 @@ class Record:
     fields: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record starts: its 0-based index, the 1-based line and column of its opening brace."""
+
+    index: int
+    line: int
+    column: int
+
+
 class _Cursor:
     """A window over a text stream. Lines and columns are counted only where they are asked for: from a
     mark whose line and line start are known, forward to the offset asked about."""
 
-    def __init__(self, stream: TextIO, source: str) -> None:
+    def __init__(self, stream: TextIO, source: str, start: Position | None = None) -> None:
         self.stream, self.source = stream, source
         self.buffer = ""
         self.pos = 0
         #: ``line`` is the line of offset ``mark``; ``line_start`` the offset where that line starts
         #: (negative once the start has left the window).
         self.mark, self.line, self.line_start = 0, 1, 0
+        #: Characters of the stream before the window.
+        self.chars_before = 0
+        if start is not None:  # the stream starts at this record's brace
+            self.line, self.line_start = start.line, 1 - start.column
         self.eof = False
 
     def fill(self) -> bool:
@@ -74,6 +88,7 @@ class _Cursor:
             return False
         self.position_of(self.pos)  # the mark moves to pos before the window drops what precedes it
         shift = self.pos
+        self.chars_before += shift
         self.buffer = self.buffer[shift:] + chunk
         self.pos = 0
         self.mark -= shift
@@ -129,44 +144,83 @@ def _decode_value(cursor: _Cursor, record: int) -> tuple[Any, int]:
         return value, end
 
 
+class RecordReader:
+    """The records of an export in file order; raises :class:`ExportFormatError` on bad input.
+
+    From the start of a file it reads the whole list. Given ``start`` (where a record starts, with its
+    index, line and column) and a stream opened at its byte offset, it reads from that record to the end
+    of the list. Given ``stop_at`` (a character offset in the stream), it stops before a record whose
+    brace is there, and says so in ``stopped``; iterating again goes on from there."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        source: str,
+        *,
+        start: Position | None = None,
+        stop_at: int | None = None,
+    ) -> None:
+        self._cursor = _Cursor(stream, source, start)
+        self._start, self._stop_at = start, stop_at
+        #: Whether the reader stopped at ``stop_at``.
+        self.stopped = False
+        self._next_index: int | None = None  # where it stopped
+
+    def _open_list(self) -> str | None:
+        """Step over the list's opening bracket: the next significant character."""
+        cursor = self._cursor
+        first = cursor.skip_whitespace()
+        if first is None:
+            raise cursor.error("the file is empty; an export is a JSON list")
+        if first != "[":
+            raise cursor.error("an export is a JSON list of records and starts with '['")
+        cursor.pos += 1
+        return cursor.skip_whitespace()
+
+    def __iter__(self) -> Iterator[Record]:
+        cursor, source, stop_at = self._cursor, self._cursor.source, self._stop_at
+        char: str | None
+        if self._next_index is not None:  # on from where it stopped, at a record's brace
+            index, char, stop_at = self._next_index, "{", None
+        elif self._start is None:
+            index, char = 0, self._open_list()
+        else:
+            index, char = self._start.index, cursor.skip_whitespace()
+        expect_more = False
+        while True:
+            if char is None:
+                raise cursor.error("the file ends inside the list (no closing ']')")
+            if char == "]" and not expect_more:
+                cursor.pos += 1
+                break
+            if char != "{":
+                raise cursor.error(f"expected a record object, found {char!r}", record=index)
+            if stop_at is not None and cursor.chars_before + cursor.pos == stop_at:
+                self.stopped, self._next_index = True, index
+                return
+            line, column = cursor.position_of(cursor.pos)
+            value, cursor.pos = _decode_value(cursor, index)
+            model, pk, fields = value.get("model"), value.get("pk"), value.get("fields")
+            if (
+                len(value) == 3
+                and type(model) is str
+                and type(pk) is int
+                and type(fields) is dict
+                and "." in model
+            ):
+                yield Record(index, line, column, model.lower(), pk, fields)  # the usual record, checked
+            else:
+                yield _record(value, index, line, column, source)
+            index += 1
+            char, expect_more = _after_record(cursor, index - 1)
+        trailing = cursor.skip_whitespace()
+        if trailing is not None:
+            raise cursor.error("unexpected content after the closing ']'")
+
+
 def read_records(stream: TextIO, source: str) -> Iterator[Record]:
     """Yield the records of an export in file order; raise :class:`ExportFormatError` on bad input."""
-    cursor = _Cursor(stream, source)
-    first = cursor.skip_whitespace()
-    if first is None:
-        raise cursor.error("the file is empty; an export is a JSON list")
-    if first != "[":
-        raise cursor.error("an export is a JSON list of records and starts with '['")
-    cursor.pos += 1
-    index = 0
-    expect_more = False
-    char: str | None = cursor.skip_whitespace()
-    while True:
-        if char is None:
-            raise cursor.error("the file ends inside the list (no closing ']')")
-        if char == "]" and not expect_more:
-            cursor.pos += 1
-            break
-        if char != "{":
-            raise cursor.error(f"expected a record object, found {char!r}", record=index)
-        line, column = cursor.position_of(cursor.pos)
-        value, cursor.pos = _decode_value(cursor, index)
-        model, pk, fields = value.get("model"), value.get("pk"), value.get("fields")
-        if (
-            len(value) == 3
-            and type(model) is str
-            and type(pk) is int
-            and type(fields) is dict
-            and "." in model
-        ):
-            yield Record(index, line, column, model.lower(), pk, fields)  # the usual record, checked
-        else:
-            yield _record(value, index, line, column, source)
-        index += 1
-        char, expect_more = _after_record(cursor, index - 1)
-    trailing = cursor.skip_whitespace()
-    if trailing is not None:
-        raise cursor.error("unexpected content after the closing ']'")
+    return iter(RecordReader(stream, source))
 
 
 def _after_record(cursor: _Cursor, index: int) -> tuple[str, bool]:

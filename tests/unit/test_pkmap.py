@@ -87,3 +87,23 @@ def test_dense_pk_sets_are_a_few_runs() -> None:
     assert not pks.add(50_000) and not pks.add(200_009)
     assert 1 in pks and 100_000 in pks and 100_001 not in pks and 199_999 not in pks
     assert pks.add(150_000) and 150_000 in pks and len(pks) == 100_011 and pks.runs == 2
+
+
+def test_two_pk_sets_are_disjoint_exactly_when_python_sets_are() -> None:
+    rng = random.Random(11)
+    for _ in range(400):
+        left, right = PkSet(), PkSet()
+        plain_left: set[int] = set()
+        plain_right: set[int] = set()
+        for pks, plain, base in ((left, plain_left, 0), (right, plain_right, rng.choice([0, 30, 60]))):
+            pk = base
+            for _step in range(rng.randint(0, 25)):
+                pk += rng.choice([1, 1, 1, 2, 5])
+                if rng.random() < 0.1:  # out of order: kept beside the runs
+                    pk_out = rng.randint(0, 90)
+                    pks.add(pk_out)
+                    plain.add(pk_out)
+                pks.add(pk)
+                plain.add(pk)
+        assert left.isdisjoint(right) == plain_left.isdisjoint(plain_right), (plain_left, plain_right)
+        assert right.isdisjoint(left) == plain_left.isdisjoint(plain_right)
