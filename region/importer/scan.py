@@ -10,13 +10,18 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import logging
 import multiprocessing
 import re
+import signal
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TextIO
 
@@ -31,6 +36,9 @@ from shared.relocation.values import BadValue, check_value
 _INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
 CHUNK_BYTES = 1 << 20
+_LOGGER = logging.getLogger(__name__)
+#: Seconds the first process waits for the second half beyond twice its own half's time.
+TAIL_GRACE_S = 30.0
 
 #: Model -> the models whose foreign keys point at it (an export must list it before them).
 DEPENDENTS: dict[str, frozenset[str]] = {
@@ -259,7 +267,8 @@ def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: in
     near the middle to the end. This one must reach that record exactly at a record boundary, and
     the halves together must hold no pk twice and keep the dependency order; otherwise, or if the other
     half has an error, this process goes on through the second half itself, so a result or an error is
-    always the one a single pass gives."""
+    always the one a single pass gives. Where a second process cannot be started (or threads already
+    run, which a fork would copy mid-flight), one pass checks it all."""
     with path.open("rb") as raw:
         bom = len(codecs.BOM_UTF8) if raw.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
     size = path.stat().st_size - bom
@@ -270,13 +279,19 @@ def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: in
         and options.filter_usernames is None
         and options.filter_org_slugs is None
         and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
     ):
         split = _split_point(path, bom, size)
     try:
-        if split is None:
-            with path.open(encoding="utf-8-sig", newline="") as stream:
-                return scan_export(stream, source, options)
-        return _scan_halves(path, bom, split, source, options)
+        if split is not None:
+            try:
+                half = _start_half(path, bom, split, source, options)
+            except OSError as exc:
+                _LOGGER.info("checking %s in one pass: no second process (%s)", source, exc)
+            else:
+                return _scan_halves(path, bom, split, source=source, options=options, started=half)
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            return scan_export(stream, source, options)
     except UnicodeDecodeError as exc:
         raise not_utf8(source, exc) from None
 
@@ -319,30 +334,53 @@ def _position_at(path: Path, bom: int, offset: int) -> tuple[Position, int] | No
     return Position(0, lines + 1, line_chars + 1), chars
 
 
-def _scan_halves(
+def _start_half(
     path: Path, bom: int, split: tuple[int, Position, int], source: str, options: ImportOptions
-) -> Scan:
-    offset, start, chars = split
-    context = multiprocessing.get_context("fork")  # nothing else runs yet: no thread, no connection
+) -> tuple[BaseProcess, Connection]:
+    """Fork the process that checks the second half; the end of the pipe its result comes from."""
+    offset, start, _chars = split
+    context = multiprocessing.get_context("fork")  # no thread runs (checked), no connection is open yet
     receiving, sending = context.Pipe(duplex=False)
-    half = context.Process(
-        target=_check_tail, args=(_TailJob(path, bom + offset, start, source, options), sending), daemon=True
-    )
-    half.start()
-    sending.close()
-    digest: list[str] = []
-    hashing = threading.Thread(target=_hash_file, args=(path, bom, digest), daemon=True)
-    hashing.start()
     try:
-        checker = _Checker(source, options)
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            reader = RecordReader(stream, source, stop_at=chars)
-            checker.run(reader)
-            tail = _received(receiving) if reader.stopped else None
-            if reader.stopped and (tail is None or not checker.joins(tail)):
-                checker.run(reader)  # this process checks the second half too
-        hashing.join()
-        return checker.result(digest[0])
+        half = context.Process(
+            target=_check_tail,
+            args=(_TailJob(path, bom + offset, start, source, options), sending),
+            daemon=True,
+        )
+        half.start()
+    except BaseException:
+        receiving.close()
+        raise
+    finally:
+        sending.close()
+    return half, receiving
+
+
+def _scan_halves(
+    path: Path,
+    bom: int,
+    split: tuple[int, Position, int],
+    *,
+    source: str,
+    options: ImportOptions,
+    started: tuple[BaseProcess, Connection],
+) -> Scan:
+    half, receiving = started
+    chars = split[2]
+    began = time.monotonic()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="scan-hash") as hashing:
+            digest = hashing.submit(_hash_file, path, bom)
+            checker = _Checker(source, options)
+            with path.open(encoding="utf-8-sig", newline="") as stream:
+                reader = RecordReader(stream, source, stop_at=chars)
+                checker.run(reader)
+                # The other half is about as long as this one: wait as long again, and more, then read it.
+                patience = 2 * (time.monotonic() - began) + TAIL_GRACE_S
+                tail = _received(receiving, patience) if reader.stopped else None
+                if reader.stopped and (tail is None or not checker.joins(tail)):
+                    checker.run(reader)  # this process checks the second half too
+            return checker.result(digest.result())
     finally:
         receiving.close()
         if half.is_alive():
@@ -350,8 +388,13 @@ def _scan_halves(
         half.join()
 
 
-def _received(receiving: Connection) -> _Tail | None:
+def _received(receiving: Connection, patience_s: float) -> _Tail | None:
     try:
+        if not receiving.poll(patience_s):
+            _LOGGER.warning(
+                "the second half of the check did not finish in %.0f s; checking it here", patience_s
+            )
+            return None
         tail = receiving.recv()
     except (EOFError, OSError):  # the other process died
         return None
@@ -372,6 +415,7 @@ class _TailJob:
 def _check_tail(job: _TailJob, sending: Connection) -> None:
     """The forked process: check the second half and send what it found (or None when it found an
     error: the first process finds it again, and names it with its record's index)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the first process's to handle
     try:
         checker = _Checker(job.source, job.options)
         with job.path.open("rb") as raw:
@@ -385,8 +429,8 @@ def _check_tail(job: _TailJob, sending: Connection) -> None:
         sending.close()
 
 
-def _hash_file(path: Path, bom: int, digest: list[str]) -> None:
+def _hash_file(path: Path, bom: int) -> str:
     """The digest a single pass computes (SHA-256 of the text after a byte order mark), from the bytes."""
     with path.open("rb") as raw:
         raw.seek(bom)
-        digest.append(hashlib.file_digest(raw, "sha256").hexdigest())
+        return hashlib.file_digest(raw, "sha256").hexdigest()

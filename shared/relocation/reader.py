@@ -124,24 +124,41 @@ _DECODER = json.JSONDecoder()
 
 
 def _decode_value(cursor: _Cursor, record: int) -> tuple[Any, int]:
-    """Decode one JSON value at the cursor, reading more of the stream as needed."""
+    """Decode one JSON value at the cursor, reading more of the stream as needed. Whether a record is
+    refused, and why, depends on the record alone (its first ``MAX_RECORD_CHARS`` + 1 characters), not
+    on where the reader's window happens to end: a reader that starts in the middle of a file judges it
+    as one that starts at the beginning."""
     while True:
         try:
             value, end = _DECODER.raw_decode(cursor.buffer, cursor.pos)
-        except json.JSONDecodeError as exc:
-            # The value may simply continue past the window: read more and try again.
-            if len(cursor.buffer) - cursor.pos < MAX_RECORD_CHARS and cursor.fill():
-                continue
-            if not cursor.eof and exc.pos >= len(cursor.buffer) - 1:
-                raise cursor.error(
-                    f"a record larger than {MAX_RECORD_CHARS >> 20} MiB", record=record
-                ) from None
-            raise cursor.error(f"malformed JSON: {exc.msg}", exc.pos, record) from None
+        except json.JSONDecodeError:
+            if len(cursor.buffer) - cursor.pos <= MAX_RECORD_CHARS and cursor.fill():
+                continue  # the value may simply continue past the window
+            raise _refusal(cursor, record) from None
         except RecursionError:
             raise cursor.error("a record nested too deeply", record=record) from None
         if end == len(cursor.buffer) and not cursor.eof and cursor.fill():
             continue  # a number may continue in the next chunk
+        if end - cursor.pos > MAX_RECORD_CHARS:
+            raise cursor.error(f"a record larger than {MAX_RECORD_CHARS >> 20} MiB", record=record)
         return value, end
+
+
+def _refusal(cursor: _Cursor, record: int) -> ExportFormatError:
+    """Why the record at the cursor cannot be decoded, judged on its first ``MAX_RECORD_CHARS`` + 1
+    characters: cut off there (too large), or malformed before."""
+    view = cursor.buffer[cursor.pos : cursor.pos + MAX_RECORD_CHARS + 1]
+    larger = f"a record larger than {MAX_RECORD_CHARS >> 20} MiB"
+    try:
+        _DECODER.raw_decode(view)
+    except json.JSONDecodeError as exc:
+        cut = len(view) > MAX_RECORD_CHARS
+        if cut and (exc.pos >= len(view) - 1 or exc.msg.startswith("Unterminated string")):
+            return cursor.error(larger, record=record)
+        return cursor.error(f"malformed JSON: {exc.msg}", cursor.pos + exc.pos, record)
+    except RecursionError:
+        return cursor.error("a record nested too deeply", record=record)
+    return cursor.error(larger, record=record)
 
 
 class RecordReader:

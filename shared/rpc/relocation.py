@@ -66,6 +66,8 @@ def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
         instances = json.loads(request.instances_json) if request.instances_json else []
     except ValueError as exc:
         raise MalformedBatch(f"{request.model}: instances_json is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBatch(f"{request.model}: instances_json is nested too deeply") from None
     if type(instances) is not list:
         raise MalformedBatch(f"{request.model}: instances_json must be a JSON array")
     rows = []

@@ -57,3 +57,36 @@ def test_errors_name_the_place(text: str, where: str, message: str) -> None:
         list(read_records(io.StringIO(text), "x"))
     assert str(caught.value).startswith(where), str(caught.value)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("length", [150, 199, 200, 201, 260])
+def test_a_records_verdict_depends_on_the_record_not_on_the_window(
+    monkeypatch: pytest.MonkeyPatch, length: int
+) -> None:
+    """A record near the size limit is taken or refused, with the same message, whatever the window
+    size and however many characters come before it (the check pass reads halves from other offsets)."""
+    monkeypatch.setattr(reader, "MAX_RECORD_CHARS", 200)
+    big = '{"model": "a.b", "pk": 9, "fields": {"v": "' + "x" * 10 + '"}}'
+    big = big.replace("x" * 10, "x" * (10 + length - len(big)))
+    assert len(big) == length
+    outcomes: set[tuple[str, object]] = set()
+    for window in (1, 7, 64, 100, 333, 1 << 20):
+        monkeypatch.setattr(reader, "CHUNK_CHARS", window)
+        for padding in (0, 1, 37, 99):
+            text = "[" + " " * padding + '{"model": "a.b", "pk": 1, "fields": {}}, ' + big + "]"
+            try:
+                records = list(read_records(io.StringIO(text), "x"))
+                outcomes.add(("taken", len(records)))
+            except ExportFormatError as exc:
+                outcomes.add(("refused", str(exc).split(": ", 1)[1]))  # without the line and column
+    assert len(outcomes) == 1, outcomes
+    assert outcomes == ({("taken", 2)} if length <= 200 else {("refused", "a record larger than 0 MiB")})
+
+
+def test_a_malformed_record_is_named_so_at_any_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "MAX_RECORD_CHARS", 200)
+    text = '[{"model": "a.b", "pk": 1, "fields": {"v": tru}}, ' + " " * 500 + "]"
+    for window in (1, 64, 1 << 20):
+        monkeypatch.setattr(reader, "CHUNK_CHARS", window)
+        with pytest.raises(ExportFormatError, match=r"x:1:44 \(record 0\): malformed JSON: Expecting value"):
+            list(read_records(io.StringIO(text), "x"))

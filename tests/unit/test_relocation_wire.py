@@ -36,6 +36,7 @@ def test_an_empty_batch_survives_the_wire() -> None:
     ("instances_json", "expected"),
     [
         ("[[1, 2, {}", "instances_json is not JSON"),
+        ("[" * 100_000, "nested too deeply"),
         ('{"a": 1}', "must be a JSON array"),
         ("[[1, 2, {}, false]]", "instance 0: not [ordinal, old_pk, fields, keep_pk, hints]"),
         ("[[1, 2, {}, false, {}], [0, 3, {}, false, {}]]", "instance 1: expected [ordinal >= 1"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import codecs
 import json
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -126,18 +128,22 @@ def test_bytes_that_are_not_utf8_in_the_second_half_are_named_as_in_one_pass(tmp
     same(path)
 
 
-def test_a_split_inside_a_string_is_noticed_and_one_pass_goes_on(tmp_path: Path) -> None:
-    """A value that holds what looks like the start of a record: the first process never lands on it,
-    so it reads the rest itself."""
+def test_a_boundary_that_is_not_one_is_noticed_and_one_pass_goes_on(tmp_path: Path) -> None:
+    """A JSON value that holds a list of objects looks like the end of one record and the start of the
+    next to the search for a boundary: the first process never lands on it, so it reads the rest."""
     items = records()
-    middle = items[len(items) // 2]
-    middle["fields"]["name"] = 'x"}, {"model": "sentry.user", "pk": 1, "fields": {}}'
-    path = write(tmp_path / "export.json", items)
+    option = next(r for r in items[len(items) // 2 :] if r["model"].endswith("option"))
+    option["fields"]["value"] = [{"x": 1}, {"pk": 2, "fields": {}}]
+    path = write(tmp_path / "export.json", items, indent=None)
     text = path.read_bytes()
-    fake = text.index(b'{\\"model\\": \\"sentry.user\\"') + 0  # the brace inside the string
-    where = scan_module._position_at(path, 0, fake)
+    found = scan_module._BOUNDARY.search(text, text.index(b'"value": [{"x": 1}'))
+    assert found is not None and text[found.start(1) :].startswith(b'{"pk": 2, "fields": {}}]')
+    offset = found.start(1)
+    where = scan_module._position_at(path, 0, offset)
     assert where is not None
-    result = scan_module._scan_halves(path, 0, (fake, *where), path.name, OPTIONS)
+    split = (offset, *where)
+    started = scan_module._start_half(path, 0, split, path.name, OPTIONS)
+    result = scan_module._scan_halves(path, 0, split, source=path.name, options=OPTIONS, started=started)
     assert result == sequential(path)
 
 
@@ -168,3 +174,43 @@ def test_small_exports_and_strict_or_filtered_imports_are_checked_in_one_pass(
         ),
     ):
         scan_file(path, path.name, options, split_from=0)
+
+
+def test_without_a_second_process_one_pass_checks_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork(*args: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(scan_module, "_start_half", no_fork)
+    path = write(tmp_path / "export.json", records())
+    assert split(path) == sequential(path)
+
+
+def test_no_fork_while_threads_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork(*args: object) -> None:
+        raise AssertionError("forked while a thread ran")
+
+    monkeypatch.setattr(scan_module, "_start_half", no_fork)
+    path = write(tmp_path / "export.json", records())
+    stop = threading.Event()
+    running = threading.Thread(target=stop.wait)
+    running.start()
+    try:
+        assert split(path) == sequential(path)
+    finally:
+        stop.set()
+        running.join()
+
+
+def test_a_second_half_that_hangs_is_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def hangs(self: scan_module._Checker) -> scan_module._Tail:
+        time.sleep(60)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(scan_module._Checker, "tail", hangs)  # the forked process inherits it
+    monkeypatch.setattr(scan_module, "TAIL_GRACE_S", 0.5)
+    path = write(tmp_path / "export.json", records())
+    started = time.monotonic()
+    assert split(path) == sequential(path)
+    assert time.monotonic() - started < 20
