@@ -16,8 +16,9 @@ from region.bootstrap import bootstrap
 from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.engine import ImportSummary
+from region.importer.errors import NotAnExport
 from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
-from region.importer.scan import Scan, not_utf8, scan_file
+from region.importer.scan import Scan, scan_file
 from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
 from shared.errors import SharedError
@@ -79,7 +80,7 @@ def _opener(path: Path, name: str) -> Callable[[], AbstractContextManager[TextIO
             with path.open(encoding="utf-8-sig", newline="") as stream:  # a BOM is skipped
                 yield stream
         except UnicodeDecodeError as exc:
-            raise not_utf8(name, exc) from None
+            raise NotAnExport.not_utf8(name, exc) from None
 
     return open_source
 

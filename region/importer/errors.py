@@ -16,6 +16,10 @@ class NotAnExport(ImportFailed):
 
     exit_code = 3
 
+    @classmethod
+    def not_utf8(cls, source: str, exc: UnicodeDecodeError) -> NotAnExport:
+        return cls(f"{source}: not UTF-8 text ({exc.reason}); an export is a JSON list of records")
+
 
 class OptionsMismatch(ImportFailed):
     """A resumed import was started with other options than its first run."""

@@ -31,9 +31,8 @@ from shared.relocation.pkmap import PkSet
 from shared.relocation.reader import ExportFormatError, Position, Record, RecordReader
 from shared.relocation.registry import MODELS, REFERENCED, lookup
 from shared.relocation.spec import ModelSpec
-from shared.relocation.values import BadValue, check_value
+from shared.relocation.values import INT64, BadValue, check_value
 
-_INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
 CHUNK_BYTES = 1 << 20
 _LOGGER = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ def check_record(source: str, spec: ModelSpec, record: Record) -> None:
                 raise invalid(source, record, f"field {fk.name!r} must not be null")
             if fk.name not in fields and not fk.nullable:
                 raise invalid(source, record, f"missing required field {fk.name!r}")
-        elif isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
+        elif isinstance(value, bool) or not isinstance(value, int) or not INT64[0] <= value <= INT64[1]:
             raise invalid(
                 source, record, f"field {fk.name!r} must hold the pk of a {fk.target}, got {value!r}"
             )
@@ -187,7 +186,7 @@ class _Checker:
                     raise invalid(source, record, "siloport does not know this model (--strict)")
                 continue
             check_record(source, spec, record)
-            if not _INT64[0] <= record.pk <= _INT64[1]:
+            if not INT64[0] <= record.pk <= INT64[1]:
                 raise invalid(source, record, "pk does not fit in 64 bits")
             if not pks[spec.name].add(record.pk):
                 raise invalid(
@@ -257,10 +256,6 @@ _SPLIT_WINDOW = 1 << 20
 _BOUNDARY = re.compile(rb'\}[ \t\r\n]*,[ \t\r\n]*(\{)[ \t\r\n]*"(?:model|pk|fields)"')
 
 
-def not_utf8(source: str, exc: UnicodeDecodeError) -> NotAnExport:
-    return NotAnExport(f"{source}: not UTF-8 text ({exc.reason}); an export is a JSON list of records")
-
-
 def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: int = SPLIT_FROM_BYTES) -> Scan:
     """Check the export in ``path``. A large one (without --strict or a filter, which need every record
     before the next) is checked by two processes: this one from the start, a forked one from a record
@@ -293,12 +288,22 @@ def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: in
         with path.open(encoding="utf-8-sig", newline="") as stream:
             return scan_export(stream, source, options)
     except UnicodeDecodeError as exc:
-        raise not_utf8(source, exc) from None
+        raise NotAnExport.not_utf8(source, exc) from None
 
 
-def _split_point(path: Path, bom: int, size: int) -> tuple[int, Position, int] | None:
-    """Where a record seems to start near the middle (its offset in bytes after the byte order mark, its
-    position with index 0, its offset in characters), or None."""
+@dataclass(frozen=True)
+class _Split:
+    """Where a record seems to start near the middle of an export."""
+
+    #: Its offset in bytes after the byte order mark, and in characters.
+    offset: int
+    chars: int
+    #: Its line and column (index 0: the second process counts its records from there).
+    start: Position
+
+
+def _split_point(path: Path, bom: int, size: int) -> _Split | None:
+    """Where a record seems to start near the middle, or None."""
     with path.open("rb") as raw:
         raw.seek(bom + size // 2)
         window = raw.read(_SPLIT_WINDOW)
@@ -307,7 +312,7 @@ def _split_point(path: Path, bom: int, size: int) -> tuple[int, Position, int] |
         return None
     offset = size // 2 + found.start(1)
     where = _position_at(path, bom, offset)
-    return None if where is None else (offset, *where)
+    return None if where is None else _Split(offset, where[1], where[0])
 
 
 def _position_at(path: Path, bom: int, offset: int) -> tuple[Position, int] | None:
@@ -335,16 +340,15 @@ def _position_at(path: Path, bom: int, offset: int) -> tuple[Position, int] | No
 
 
 def _start_half(
-    path: Path, bom: int, split: tuple[int, Position, int], source: str, options: ImportOptions
+    path: Path, bom: int, split: _Split, source: str, options: ImportOptions
 ) -> tuple[BaseProcess, Connection]:
     """Fork the process that checks the second half; the end of the pipe its result comes from."""
-    offset, start, _chars = split
     context = multiprocessing.get_context("fork")  # no thread runs (checked), no connection is open yet
     receiving, sending = context.Pipe(duplex=False)
     try:
         half = context.Process(
             target=_check_tail,
-            args=(_TailJob(path, bom + offset, start, source, options), sending),
+            args=(_TailJob(path, bom + split.offset, split.start, source, options), sending),
             daemon=True,
         )
         half.start()
@@ -359,21 +363,20 @@ def _start_half(
 def _scan_halves(
     path: Path,
     bom: int,
-    split: tuple[int, Position, int],
+    split: _Split,
     *,
     source: str,
     options: ImportOptions,
     started: tuple[BaseProcess, Connection],
 ) -> Scan:
     half, receiving = started
-    chars = split[2]
     began = time.monotonic()
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="scan-hash") as hashing:
             digest = hashing.submit(_hash_file, path, bom)
             checker = _Checker(source, options)
             with path.open(encoding="utf-8-sig", newline="") as stream:
-                reader = RecordReader(stream, source, stop_at=chars)
+                reader = RecordReader(stream, source, stop_at=split.chars)
                 checker.run(reader)
                 # The other half is about as long as this one: wait as long again, and more, then read it.
                 patience = 2 * (time.monotonic() - began) + TAIL_GRACE_S

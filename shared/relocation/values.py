@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from shared.relocation.spec import Field, Kind
 
-_INT64 = (-(2**63), 2**63 - 1)
+#: The range of a 64-bit signed integer (primary keys, foreign keys, big integer fields).
+INT64 = (-(2**63), 2**63 - 1)
 
 #: JSON text without spaces, non-ASCII kept (one encoder for every call: ``json.dumps`` with options makes
 #: a new one each time, which costs more than encoding a small object).
@@ -41,7 +42,7 @@ def format_datetime(value: datetime) -> str:
 def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadValue(f"expected an integer, got {json.dumps(value)[:60]}")
-    if not _INT64[0] <= value <= _INT64[1]:
+    if not INT64[0] <= value <= INT64[1]:
         raise BadValue(f"integer {value} does not fit in 64 bits")
     return value
 

@@ -9,7 +9,7 @@ from shared.relocation.batch import Batch, BatchOptions, BatchResult, Entry, Row
 from shared.relocation.findings import Finding
 from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
-from shared.relocation.values import compact_json
+from shared.relocation.values import INT64, compact_json
 from shared.rpc.v1 import common_pb2, control_pb2
 
 _KINDS = {
@@ -41,9 +41,6 @@ class MalformedBatch(SharedError):
     """An ImportModelBatch request that does not describe a batch."""
 
     reason = "malformed_batch"
-
-
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
@@ -79,9 +76,9 @@ def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
         ordinal, old_pk, values, keep_pk, hints = instance
         if not (
             type(ordinal) is int
-            and 1 <= ordinal <= _INT64[1]
+            and 1 <= ordinal <= INT64[1]
             and type(old_pk) is int
-            and _INT64[0] <= old_pk <= _INT64[1]
+            and INT64[0] <= old_pk <= INT64[1]
             and type(values) is dict
             and type(keep_pk) is bool
             and type(hints) is dict

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.generate import generate, write_export
+from region.importer.options import ImportOptions
+from region.importer.scan import SPLIT_FROM_BYTES, scan_export
+from shared.relocation.reader import ExportFormatError
+from shared.relocation.spec import ImportScope
 from tests.importing import SILOPORT
 
 pytestmark = pytest.mark.e2e
@@ -129,3 +134,32 @@ def test_flags_that_do_not_fit_the_scope_are_refused(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 2 and "missing.json: no such file" in result.stderr
+
+
+def test_a_large_export_is_checked_as_one_pass_would_by_the_command(tmp_path: Path) -> None:
+    """An export above SPLIT_FROM_BYTES, checked in two processes: a bad record in its second half stops
+    the command with the error and position one pass gives, before anything is written."""
+    records = list(generate(orgs=300, members=1, teams=1, projects=1))
+    for record in records:
+        if record["model"] == "sentry.organizationoption":  # large values: few records, many bytes
+            record["fields"]["value"] = "x" * (SPLIT_FROM_BYTES // 250)
+    # The options hold most of the bytes; the projects come after them, past the middle of the file.
+    late = max(i for i, r in enumerate(records) if r["model"] == "sentry.project")
+    records[late]["fields"]["date_added"] = "not a date"
+    source = write_export(tmp_path / "large.json", records)
+    assert source.stat().st_size > SPLIT_FROM_BYTES
+    with pytest.raises(ExportFormatError) as one_pass, source.open() as stream:
+        scan_export(stream, str(source), ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id="x"))
+    result = subprocess.run(
+        [SILOPORT, "import", "organizations", str(source), "--no-prompt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert str(one_pass.value) in result.stderr
+    assert "field 'date_added'" in str(one_pass.value)
+    assert not (tmp_path / ".siloport").exists()  # stopped at the check: no silo was started

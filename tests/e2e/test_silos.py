@@ -10,8 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
 
+from control.db.models import RELOCATION_TABLES as CONTROL_TABLES
+from shared.db.engine import make_engine
 from shared.launcher import SiloProcess, free_port, health_status
+from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row
+from shared.relocation.spec import ImportScope
 from shared.rpc.auth import Signer
 from shared.rpc.client import PeerClient
 from shared.rpc.errors import (
@@ -20,6 +25,7 @@ from shared.rpc.errors import (
     RemoteUnauthenticated,
     RemoteUnavailable,
 )
+from shared.rpc.relocation import batch_to_proto, result_from_proto
 from shared.rpc.v1 import common_pb2, control_pb2
 from tests.conftest import DatabaseFactory
 from tests.helpers import (
@@ -231,6 +237,56 @@ def test_unknown_region_and_malformed_batches_are_typed_errors(
             malformed.value.reason == "malformed_batch"
             and "unknown import scope 'galaxy'" in malformed.value.message
         )
+        with pytest.raises(RemoteError) as bad_instance:
+            control.call(
+                "ImportModelBatch",
+                control_pb2.ImportModelBatchRequest(
+                    import_id="x",
+                    scope="global",
+                    model="sentry.user",
+                    first_ordinal=1,
+                    instances_json='[[1, 5, {"username": "a"}, false, {}], [2, 6, {}, "no", {}]]',
+                ),
+                control_pb2.ImportModelBatchResponse,
+                timeout=5,
+            )
+        assert bad_instance.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_instance.value.reason == "malformed_batch"
+        assert "sentry.user instance 1: expected [ordinal >= 1" in bad_instance.value.message
+
+
+def test_a_first_runs_batch_recorded_already_is_replayed_by_control(
+    make_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    """A first run does not look its batches up; control, given one it has recorded (the same import id
+    sent again), answers with the record and writes nothing twice."""
+    control_db = make_database("control")
+    rows = tuple(
+        Row(i, 100 + i, {"username": f"u{i}", "password": "x", "email": f"u{i}@example.com"})
+        for i in (1, 2, 3)
+    )
+    batch = Batch("sentry.user", 1, rows, BatchOptions("first-run", ImportScope.GLOBAL, fresh=True))
+    with running_silos(control_db, make_database("region"), tmp_path) as silos:
+        control = silos.control_client()
+
+        def send() -> BatchResult:
+            answer = control.call(
+                "ImportModelBatch", batch_to_proto(batch), control_pb2.ImportModelBatchResponse, timeout=10
+            )
+            return result_from_proto(answer)
+
+        first, again = send(), send()
+    assert not first.replayed and again.replayed
+    assert again.entries == first.entries and [e.old_pk for e in first.entries] == [101, 102, 103]
+    engine = make_engine(control_db)
+    try:
+        with engine.connect() as connection:
+            users = connection.execute(
+                select(func.count()).select_from(CONTROL_TABLES["sentry.user"])
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert users == 3
 
 
 def test_sigterm_lets_in_flight_calls_finish_and_exits_cleanly(

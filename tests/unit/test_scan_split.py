@@ -141,7 +141,7 @@ def test_a_boundary_that_is_not_one_is_noticed_and_one_pass_goes_on(tmp_path: Pa
     offset = found.start(1)
     where = scan_module._position_at(path, 0, offset)
     assert where is not None
-    split = (offset, *where)
+    split = scan_module._Split(offset, where[1], where[0])
     started = scan_module._start_half(path, 0, split, path.name, OPTIONS)
     result = scan_module._scan_halves(path, 0, split, source=path.name, options=OPTIONS, started=started)
     assert result == sequential(path)
