@@ -260,9 +260,10 @@ class ImportEngine:
         """Write the batches in order while the next ones are read and prepared.
 
         A batch is in flight while the next is prepared, unless the next needs primary keys it brings.
-        A batch may also be sent while the previous batch of its model is still being written (the
-        database works on both at once: control's, or the region's on PostgreSQL), when the two share no
-        unique key value, so their outcomes cannot depend on which commits first. Results are taken in order;
+        A batch may also be sent while the previous one is still being written (the database works on
+        both at once: control's, or the region's on PostgreSQL; or the two go to different silos), when
+        its model does not refer to the other's and the two share no unique key value, so their
+        outcomes cannot depend on which commits first (``may_overlap``). Results are taken in order;
         after a failure at most the one batch sent after it is written too, and a rerun replays it."""
         if self.options.row_by_row:  # the per-row baseline works one step at a time, as Sentry does
             for batch in batches:

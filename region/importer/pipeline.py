@@ -53,9 +53,15 @@ def unique_values(prepared: PreparedBatch) -> set[tuple[int, tuple[object, ...]]
 
 
 def may_overlap(writing: PreparedBatch, following: PreparedBatch, *, concurrent: bool = True) -> bool:
-    """Whether ``following`` may be sent while ``writing`` is still being written: two batches of one
-    model that share no unique key value, where the silo's writer takes two at once (``concurrent``)."""
-    if writing.spec.name != following.spec.name or not concurrent:
+    """Whether ``following`` may be sent while ``writing`` is still being written, where the writer of
+    ``following``'s silo takes two batches at once (``concurrent``) or the two go to different silos:
+    batches of two models when ``following``'s model does not refer to ``writing``'s (two tables, no
+    unique key or sequence in common), or two batches of one model that share no unique key value."""
+    if writing.spec.name != following.spec.name:
+        if writing.spec.name in following.spec.targets:
+            return False  # its foreign keys are remapped with the pks the writing batch brings
+        return concurrent or writing.spec.silo is not following.spec.silo
+    if not concurrent:
         return False
     if writing.keeps_pks or following.keeps_pks:
         return False  # kept pks and the sequence's new ids could meet in both batches

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -31,7 +31,7 @@ from shared.relocation.pkmap import PkSet
 from shared.relocation.reader import ExportFormatError, Position, Record, RecordReader
 from shared.relocation.registry import MODELS, REFERENCED, lookup
 from shared.relocation.spec import ModelSpec
-from shared.relocation.values import INT64, BadValue, check_value
+from shared.relocation.values import INT64, BadValue, checker_of
 
 _MISSING = object()
 CHUNK_BYTES = 1 << 20
@@ -77,21 +77,35 @@ def invalid(source: str, record: Record, message: str) -> ExportFormatError:
     )
 
 
+_Checks = tuple[tuple[str, Callable[[object], object], bool], ...]
+#: Per model spec (by identity; the entry keeps the spec alive, so its id is not reused).
+_CHECKS: dict[int, tuple[ModelSpec, _Checks]] = {}
+
+
+def _checks(spec: ModelSpec) -> _Checks:
+    """(name, checker, required) of each plain field of the model, made once per model."""
+    entry = _CHECKS.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        checks = tuple((f.name, checker_of(f), f.default is None and not f.nullable) for f in spec.fields)
+        entry = _CHECKS[id(spec)] = (spec, checks)
+    return entry[1]
+
+
 def check_record(source: str, spec: ModelSpec, record: Record) -> None:
     fields = record.fields
     if not fields.keys() <= spec.all_names:
         unknown = sorted(set(fields) - spec.all_names)
         raise invalid(source, record, f"unknown field(s) {', '.join(map(repr, unknown))}")
-    for field in spec.fields:
-        value = fields.get(field.name, _MISSING)
+    for name, check, required in _checks(spec):
+        value = fields.get(name, _MISSING)
         if value is _MISSING:
-            if field.default is None and not field.nullable:
-                raise invalid(source, record, f"missing required field {field.name!r}")
+            if required:
+                raise invalid(source, record, f"missing required field {name!r}")
             continue
         try:
-            check_value(field, value)
+            check(value)
         except BadValue as exc:
-            raise invalid(source, record, f"field {field.name!r}: {exc}") from None
+            raise invalid(source, record, f"field {name!r}: {exc}") from None
     for fk in spec.foreign_keys:
         value = fields.get(fk.name)
         if value is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -295,7 +296,9 @@ class _BatchWrite:
         self.columns = columns
         self.outcomes: list[_Outcome] = []
         self.findings: list[Finding] = []
-        self.existing = [self._existing(unique) for unique in spec.uniques]
+        #: Per unique key: each row's value of it, kept current when a row is renamed.
+        self.keys = [[_key(spec, unique, c) for c in columns] for unique in spec.uniques]
+        self.existing = [self._existing(position) for position in range(len(spec.uniques))]
         #: Per unique key: the keys that rows of this batch will insert, to the row's index.
         self.in_batch: list[dict[Key, int]] = [{} for _ in spec.uniques]
 
@@ -304,8 +307,8 @@ class _BatchWrite:
             outcome = self._decide(index)
             self.outcomes.append(outcome)
             if outcome.kind is ImportKind.INSERTED:
-                for position, unique in enumerate(self.spec.uniques):
-                    key = _key(self.spec, unique, self.columns[index])
+                for position, keys in enumerate(self.keys):
+                    key = keys[index]
                     if key is not None:
                         self.in_batch[position][key] = index
         self._insert()
@@ -319,9 +322,9 @@ class _BatchWrite:
             if outcome.kind is ImportKind.INSERTED and outcome.target is not None
         ]
 
-    def _existing(self, unique: Unique) -> dict[Key, int]:
-        spec, table = self.spec, self.table
-        keys = {key for c in self.columns if (key := _key(spec, unique, c)) is not None}
+    def _existing(self, position: int) -> dict[Key, int]:
+        spec, table, unique = self.spec, self.table, self.spec.uniques[position]
+        keys = {key for key in self.keys[position] if key is not None}
         if not keys:
             return {}
         key_columns = [table.c[spec.key_column(unique, name)] for name in unique.fields]
@@ -358,7 +361,7 @@ class _BatchWrite:
             self.findings.append(Finding(kind, spec.name, row.ordinal, row.old_pk, None, reason))
 
         for position, unique in enumerate(spec.uniques):
-            key = _key(spec, unique, columns)
+            key = self.keys[position][index]
             if key is None:
                 continue
             db_hit = self.existing[position].get(key)
@@ -388,12 +391,21 @@ class _BatchWrite:
                 return clash
             if unique.on_clash is OnClash.REGENERATE:
                 self._regenerate(position, index)
+                self._changed(index)
                 note("regenerated", f"{target} clashed with an existing instance; a new one was generated")
                 continue
             old_value = str(columns[spec.column(target)])
             self._suffix(position, index)
+            self._changed(index)
             note("renamed", f"{target} {old_value!r} is taken; imported as {columns[spec.column(target)]!r}")
         return _Outcome(ImportKind.INSERTED)
+
+    def _changed(self, index: int) -> None:
+        """Row ``index`` was renamed or given new values: fold them again and take its new keys."""
+        columns = self.columns[index]
+        _fold(self.spec, columns)
+        for position, unique in enumerate(self.spec.uniques):
+            self.keys[position][index] = _key(self.spec, unique, columns)
 
     def _regenerate(self, position: int, index: int) -> None:
         """Fresh secret values until the unique key is free."""
@@ -423,8 +435,6 @@ class _BatchWrite:
         keep = [i for i in new_rows if self.rows[i].keep_pk]
         if keep:
             self._insert_keeping_pks(keep)
-        for i in new_rows:
-            _fold(self.spec, self.columns[i])
         fresh = [i for i in new_rows if self.outcomes[i].target is None]
         if fresh and self.one_by_one:
             for i in fresh:
@@ -473,6 +483,9 @@ class _BatchWrite:
             .all()
         )
         names = sorted({name for i in fresh for name in self.columns[i]})
+        # Every row has the same columns (the usual case): take them in one call per row.
+        same = all(len(self.columns[i]) == len(names) for i in fresh)
+        take = operator.itemgetter(*names) if same and len(names) > 1 else None
         statement = psycopg_sql.SQL("COPY {} ({}) FROM STDIN").format(
             psycopg_sql.Identifier(table.name),
             psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(name) for name in ["id", *names]),
@@ -483,7 +496,10 @@ class _BatchWrite:
             with raw.cursor() as cursor, cursor.copy(statement) as copy:
                 for new_id, i in zip(ids, fresh, strict=True):
                     columns = self.columns[i]
-                    copy.write_row([new_id, *(columns.get(name) for name in names)])
+                    if take is not None:
+                        copy.write_row((new_id, *take(columns)))
+                    else:
+                        copy.write_row([new_id, *(columns.get(name) for name in names)])
         except psycopg.Error as exc:  # as SQLAlchemy's own statements would raise it
             raise DBAPIError.instance(f"COPY {table.name}", None, exc, psycopg.Error) from exc
         for i, new_id in zip(fresh, ids, strict=True):
@@ -530,13 +546,14 @@ class _BatchWrite:
             (u.fields[-1] for u in spec.uniques if u.on_clash in (OnClash.SUFFIX, OnClash.MERGE_OR_SUFFIX)),
             None,
         )
+        column = spec.column(named) if named else None
         entries = []
         for row, outcome, columns in zip(self.rows, self.outcomes, self.columns, strict=True):
             assert outcome.target is not None
-            value = (
-                str(columns[spec.column(named)]) if named and outcome.kind is ImportKind.INSERTED else None
-            )
+            value = str(columns[column]) if column and outcome.kind is ImportKind.INSERTED else None
             entries.append(Entry(row.old_pk, outcome.target, outcome.kind, value))
+        if not self.findings:
+            return tuple(entries)
         new_pks = {e.old_pk: e.new_pk for e in entries}
         self.findings[:] = [
             Finding(

@@ -11,9 +11,11 @@ from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Row:
-    """One instance ready to write: foreign keys already remapped to the owning silos' pks."""
+    """One instance ready to write: foreign keys already remapped to the owning silos' pks. (Not frozen:
+    two are made per instance, by the engine and by the silo that writes it, and a frozen dataclass
+    costs four times as much to make; nothing changes a row once made.)"""
 
     #: 1-based position among the export's instances of this model.
     ordinal: int
@@ -53,8 +55,10 @@ class Batch:
     options: BatchOptions
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
+    """What became of one instance (not frozen, for the reason given at :class:`Row`)."""
+
     old_pk: int
     new_pk: int
     kind: ImportKind

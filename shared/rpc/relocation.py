@@ -82,13 +82,13 @@ def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
             and type(values) is dict
             and type(keep_pk) is bool
             and type(hints) is dict
-            and all(type(v) is str for v in hints.values())
+            and (not hints or all(type(v) is str for v in hints.values()))
         ):
             raise MalformedBatch(
                 f"{request.model} instance {position}: expected [ordinal >= 1, 64-bit pk, object of fields, "
                 f"boolean, object of strings], got {compact_json(instance)[:200]}"
             )
-        rows.append(Row(ordinal, old_pk, values, keep_pk=keep_pk, hints=hints))
+        rows.append(Row(ordinal, old_pk, values, keep_pk, hints))
     return Batch(request.model, request.first_ordinal, tuple(rows), options)
 
 

@@ -18,7 +18,9 @@ from shared.db.relocation_writer import BatchWriter
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable
 from shared.relocation.batch import Batch, BatchOptions, Row, WriteRefused
+from shared.relocation.hooks import suffix_rng, suffixed_candidates
 from shared.relocation.pkmap import ImportKind
+from shared.relocation.registry import REGISTRY
 from shared.relocation.spec import ImportScope
 from tests.conftest import MigratedEngineFactory, PostgresServer
 
@@ -91,6 +93,23 @@ def test_duplicates_within_a_batch_are_renamed_or_merged(control: BatchWriter) -
     merged = control.write(Batch("sentry.user", 1, (user(1, "x"), user(2, "X")), options("m", merge=True)))
     assert merged.entries[1].kind is ImportKind.EXISTING
     assert merged.entries[1].new_pk == merged.entries[0].new_pk
+
+
+def test_a_row_renamed_in_a_batch_holds_its_new_name_for_the_rest_of_it(control: BatchWriter) -> None:
+    """The second row is renamed; the third asks, in other case, for exactly the name the second got, so
+    it must be renamed too, and the folded column must hold each row's final name."""
+    unique = REGISTRY["sentry.user"].uniques[0]
+    taken = next(suffixed_candidates("SAME", unique.max_length, suffix_rng("k", "sentry.user", 2))).casefold()
+    rows = (user(1, "same"), user(2, "SAME"), user(3, taken.upper()))
+    result = control.write(Batch("sentry.user", 1, rows, options("k")))
+    names = [e.value for e in result.entries]
+    assert names[0] == "same" and names[1] is not None and names[1].casefold() == taken
+    assert names[2] is not None and names[2].startswith(taken.upper() + "-")
+    assert [f.kind for f in result.findings] == ["renamed", "renamed"]
+    table = CONTROL_TABLES["sentry.user"]
+    with control._engine.connect() as connection:
+        stored = connection.execute(select(table.c.username, table.c.username_ci).order_by(table.c.id)).all()
+    assert [tuple(r) for r in stored] == [(n, n.casefold()) for n in names if n is not None]
 
 
 def test_case_insensitive_keys_fold_beyond_ascii(control: BatchWriter) -> None:

@@ -1,6 +1,7 @@
-"""Which batches the import engine lets overlap: two batches of one model may be written at the same
-time only when their silo's writer takes two at once and no unique key value is in both, so the outcome
-cannot depend on which commits first."""
+"""Which batches the import engine lets overlap: two batches may be written at the same time only when
+their silo's writer takes two at once (or they go to different silos), the later one's model does not
+refer to the earlier one's, and no unique key value is in both, so the outcome cannot depend on which
+commits first."""
 
 from __future__ import annotations
 
@@ -55,10 +56,24 @@ def test_region_batches_overlap_only_where_the_writer_takes_two_at_once() -> Non
     assert not may_overlap(members, same, concurrent=True)
 
 
-def test_batches_of_different_models_never_overlap() -> None:
+def test_batches_of_different_models_overlap_unless_one_refers_to_the_other() -> None:
     users = prepared("sentry.user", {"username": "alice"})
     emails = prepared("sentry.email", {"email": "b@example.com"})
-    assert not may_overlap(users, emails)
+    user_emails = prepared("sentry.useremail", {"user": 1, "email": "b@example.com"})
+    assert may_overlap(users, emails)  # two tables of control, neither refers to the other
+    assert may_overlap(emails, user_emails)
+    assert not may_overlap(users, user_emails)  # its user pks come from the users' batch
+    assert not may_overlap(users, emails, concurrent=False)  # one writer at a time (SQLite)
+
+
+def test_batches_of_two_silos_overlap_even_with_one_writer_each() -> None:
+    organizations = prepared("sentry.organization", {"slug": "acme", "name": "Acme"})
+    users = prepared("sentry.user", {"username": "alice"})
+    members = prepared("sentry.organizationmember", {"organization": 1, "user_id": 1, "role": "member"})
+    assert may_overlap(organizations, users, concurrent=False)
+    assert may_overlap(users, organizations, concurrent=False)
+    assert not may_overlap(organizations, members)
+    assert not may_overlap(users, members)  # members refer to users (in the other silo)
 
 
 def test_batches_keeping_their_pks_never_overlap() -> None:
