@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from shared.db.among import among_parts
+from shared.db.copy import copy_rows
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -484,24 +483,17 @@ class _BatchWrite:
         )
         names = sorted({name for i in fresh for name in self.columns[i]})
         # Every row has the same columns (the usual case): take them in one call per row.
-        same = all(len(self.columns[i]) == len(names) for i in fresh)
-        take = operator.itemgetter(*names) if same and len(names) > 1 else None
-        statement = psycopg_sql.SQL("COPY {} ({}) FROM STDIN").format(
-            psycopg_sql.Identifier(table.name),
-            psycopg_sql.SQL(", ").join(psycopg_sql.Identifier(name) for name in ["id", *names]),
-        )
-        raw = connection.connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
-        try:
-            with raw.cursor() as cursor, cursor.copy(statement) as copy:
-                for new_id, i in zip(ids, fresh, strict=True):
-                    columns = self.columns[i]
-                    if take is not None:
-                        copy.write_row((new_id, *take(columns)))
-                    else:
-                        copy.write_row([new_id, *(columns.get(name) for name in names)])
-        except psycopg.Error as exc:  # as SQLAlchemy's own statements would raise it
-            raise DBAPIError.instance(f"COPY {table.name}", None, exc, psycopg.Error) from exc
+        if len(names) > 1 and all(len(self.columns[i]) == len(names) for i in fresh):
+            take = operator.itemgetter(*names)
+            rows: Iterator[Sequence[object]] = (
+                (new_id, *take(self.columns[i])) for new_id, i in zip(ids, fresh, strict=True)
+            )
+        else:
+            rows = (
+                [new_id, *(self.columns[i].get(name) for name in names)]
+                for new_id, i in zip(ids, fresh, strict=True)
+            )
+        copy_rows(connection, table, ["id", *names], rows)
         for i, new_id in zip(fresh, ids, strict=True):
             self.outcomes[i].target = new_id
 

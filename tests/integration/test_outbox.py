@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -33,6 +34,7 @@ from shared.db.outbox import (
     ShardBusy,
     each,
     enqueue,
+    enqueue_many,
 )
 from shared.db.unit_of_work import UnitOfWork
 from tests.conftest import MigratedEngineFactory, PostgresServer
@@ -71,6 +73,30 @@ def test_a_message_commits_or_rolls_back_with_its_change(engine: Engine) -> None
     with engine.begin() as connection:
         enqueue(connection, REGION_OUTBOX, shard(), ORG, 1)
     assert rows(engine) == 1
+
+
+def test_many_messages_written_at_once_keep_their_order_payloads_and_defaults(engine: Engine) -> None:
+    """One call writes them all (COPY on PostgreSQL): ids follow the given order across shards, and
+    the columns a message does not set take their defaults."""
+    given: list[tuple[Shard, OutboxCategory, int, dict[str, Any] | None]] = [
+        (shard(i % 3), MEMBER if i % 2 else ORG, 100 + i, {IDS: [i, i + 1], "é": "\t\n\\"}) for i in range(50)
+    ]
+    given.append((shard(9), ORG, 1, None))
+    with engine.begin() as connection:
+        enqueue_many(connection, REGION_OUTBOX, given)
+    c = REGION_OUTBOX.c
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(
+                c.shard_id, c.category, c.object_id, c.payload, c.attempts, c.claimed_until, c.date_added
+            ).order_by(c.id)
+        ).all()
+    assert [(r.shard_id, r.category, r.object_id) for r in stored] == [
+        (s.shard_id, int(category), object_id) for s, category, object_id, _payload in given
+    ]
+    assert [None if r.payload is None else json.loads(r.payload) for r in stored] == [p for *_, p in given]
+    assert {(r.attempts, r.claimed_until) for r in stored} == {(0, None)}
+    assert all(r.date_added is not None for r in stored)
 
 
 def test_order_coalescing_and_delete_after_success(engine: Engine) -> None:
