@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 
 from shared.db.among import among_parts
-from shared.db.copy import copy_rows
+from shared.db.copy import can_copy, copy_rows
 from shared.db.relocation_tables import ID
 
 _LOGGER = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def enqueue_many(
         )
         for shard, category, object_id, payload in messages
     ]
-    if connection.dialect.name == "postgresql":
+    if can_copy(connection):
         copy_rows(connection, table, _ENQUEUED, rows)
     else:
         connection.execute(insert(table), [dict(zip(_ENQUEUED, row, strict=True)) for row in rows])

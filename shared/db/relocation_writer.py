@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from shared.db.among import among_parts
-from shared.db.copy import copy_rows
+from shared.db.copy import can_copy, copy_rows
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -451,7 +451,7 @@ class _BatchWrite:
                         f"the database refused it: {_first_line(exc)}",
                     ) from None
                 self.outcomes[i].target = new_id
-        elif fresh and connection.dialect.name == "postgresql":
+        elif fresh and can_copy(connection):
             self._copy_in(fresh)
         elif fresh:
             statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)

@@ -33,8 +33,11 @@ def parse_datetime(value: str) -> datetime:
     if parsed.tzinfo is UTC:
         return parsed
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before the first representable instant
+        raise BadValue(f"{value!r} is out of the range of dates in UTC") from None
 
 
 def format_datetime(value: datetime) -> str:

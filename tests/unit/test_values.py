@@ -3,11 +3,18 @@ the usual values on a fast path; every value must get the result, or the error, 
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from shared.relocation.spec import Field, Kind
+from bench.generate import generate
+from region.importer.options import ImportOptions
+from region.importer.scan import scan_file
+from shared.relocation.reader import ExportFormatError
+from shared.relocation.spec import Field, ImportScope, Kind
 from shared.relocation.values import BadValue, check_value, checker_of, parse_datetime, parser_of
 
 FIELDS = [
@@ -116,3 +123,21 @@ def test_dates_are_read_in_utc(text: str, expected: datetime) -> None:
 def test_a_date_that_is_not_one_is_named() -> None:
     with pytest.raises(BadValue, match="expected an ISO 8601 date and time, got 'yesterday'"):
         parse_datetime("yesterday")
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_date_beyond_the_range_of_utc_is_a_bad_value(text: str) -> None:
+    with pytest.raises(BadValue, match="out of the range of dates in UTC"):
+        parse_datetime(text)
+
+
+def test_the_check_pass_names_the_record_holding_such_a_date(tmp_path: Path) -> None:
+    found = [r for r in generate(orgs=1, members=1, teams=1, projects=1) if r["model"] == "sentry.user"]
+    found[0]["fields"]["date_joined"] = "0001-01-01T00:00:00+01:00"
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(found, indent=2))
+    options = ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id=str(uuid.uuid4()))
+    with pytest.raises(
+        ExportFormatError, match=r"export.json:2:3 \(record 0\): sentry.user pk 1: field 'date_joined'"
+    ):
+        scan_file(path, path.name, options)

@@ -1,0 +1,68 @@
+"""COPY inside a SQLAlchemy transaction (PostgreSQL): rows land in order, roll back with the
+transaction, and a lost connection is reported as one, so callers that retry on it retry here too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, Table, Text, select, text
+from sqlalchemy.exc import DBAPIError
+
+from shared.db.copy import can_copy, copy_rows
+from shared.db.engine import make_engine
+from tests.conftest import PG_ADMIN_URL, PostgresServer
+
+METADATA = MetaData()
+ITEMS = Table(
+    "items",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", BigInteger, nullable=False),
+    Column("note", Text, nullable=True),
+)
+
+
+@pytest.fixture
+def engine(postgres: PostgresServer) -> Iterator[Engine]:
+    made = make_engine(postgres.create_database("copy"))
+    METADATA.create_all(made)
+    yield made
+    made.dispose()
+
+
+def stored(engine: Engine) -> list[tuple[int, int, str | None]]:
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(select(ITEMS).order_by(ITEMS.c.id))]
+
+
+def test_rows_land_in_order_with_their_defaults_and_roll_back_with_the_transaction(engine: Engine) -> None:
+    rows = [(n, None if n % 3 else f"tab\there, line\nthere, back\\slash {n}") for n in range(10, 0, -1)]
+    with engine.connect() as connection:
+        assert can_copy(connection)
+        with connection.begin():
+            copy_rows(connection, ITEMS, ["number", "note"], rows)
+        with pytest.raises(RuntimeError), connection.begin():
+            copy_rows(connection, ITEMS, ["number", "note"], [(99, "rolled back")])
+            raise RuntimeError("the change failed")
+    assert stored(engine) == [(i + 1, n, note) for i, (n, note) in enumerate(rows)]
+
+
+def test_a_refused_row_is_a_dbapi_error_naming_the_table(engine: Engine) -> None:
+    with engine.connect() as connection, connection.begin():
+        with pytest.raises(DBAPIError, match="COPY items") as caught:
+            copy_rows(connection, ITEMS, ["number", "note"], [(1, "fine"), (None, "no number")])
+        assert not caught.value.connection_invalidated
+
+
+def test_a_lost_connection_is_invalidated_and_said_to_be(engine: Engine) -> None:
+    with engine.connect() as connection:
+        with pytest.raises(DBAPIError, match="COPY items") as caught, connection.begin():
+            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+            copy_rows(connection, ITEMS, ["number"], [(1,)])
+        assert caught.value.connection_invalidated
+        assert connection.invalidated
+    assert stored(engine) == []  # the pool gives a fresh connection
