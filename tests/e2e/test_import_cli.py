@@ -28,16 +28,15 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SILOPORT_")}
 
 
-def test_example_import_on_the_embedded_default_ends_with_the_summary(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [SILOPORT, "import", "organizations", str(EXAMPLE), "--no-prompt"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=clean_env(),
-        check=False,
+def siloport(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``siloport ARGS`` in ``cwd`` on the embedded default, its output captured."""
+    return subprocess.run(
+        [SILOPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=180, env=clean_env(), check=False
     )
+
+
+def test_example_import_on_the_embedded_default_ends_with_the_summary(tmp_path: Path) -> None:
+    result = siloport(tmp_path, "import", "organizations", str(EXAMPLE), "--no-prompt")
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^import id: [0-9a-f-]{36}$", result.stdout, re.M)
     assert re.search(r"^sentry\.organization\s+3\s+0\s+0\s+0$", result.stdout, re.M)
@@ -48,15 +47,7 @@ def test_example_import_on_the_embedded_default_ends_with_the_summary(tmp_path: 
     assert re.search(r"sentry\.organizationmember\s+9/9\s+100%", result.stderr)
     assert {p.name for p in (tmp_path / ".siloport").iterdir()} >= {"control.sqlite3", "region-local.sqlite3"}
     # The local silos were stopped.
-    again = subprocess.run(
-        [SILOPORT, "import", "organizations", str(EXAMPLE), "--no-prompt", "--silent"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=clean_env(),
-        check=False,
-    )
+    again = siloport(tmp_path, "import", "organizations", str(EXAMPLE), "--no-prompt", "--silent")
     assert again.returncode == 0 and again.stdout == "" and again.stderr == ""
 
 
@@ -95,9 +86,7 @@ def test_the_prompt_asks_before_writing(tmp_path: Path) -> None:
 
 
 def test_import_help_explains_scopes_flags_and_exit_codes(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [SILOPORT, "import", "--help"], capture_output=True, text=True, check=False, cwd=tmp_path
-    )
+    result = siloport(tmp_path, "import", "--help")
     assert result.returncode == 0
     for text in (
         "--filter-usernames",
@@ -117,22 +106,10 @@ def test_import_help_explains_scopes_flags_and_exit_codes(tmp_path: Path) -> Non
 
 
 def test_flags_that_do_not_fit_the_scope_are_refused(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [SILOPORT, "import", "users", str(EXAMPLE), "--filter-org-slugs", "acme"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = siloport(tmp_path, "import", "users", str(EXAMPLE), "--filter-org-slugs", "acme")
     assert result.returncode == 2
     assert "--filter-org-slugs goes with 'import organizations'" in result.stderr
-    result = subprocess.run(
-        [SILOPORT, "import", "users", str(tmp_path / "missing.json")],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = siloport(tmp_path, "import", "users", str(tmp_path / "missing.json"))
     assert result.returncode == 2 and "missing.json: no such file" in result.stderr
 
 
@@ -150,15 +127,7 @@ def test_a_large_export_is_checked_as_one_pass_would_by_the_command(tmp_path: Pa
     assert source.stat().st_size > SPLIT_FROM_BYTES
     with pytest.raises(ExportFormatError) as one_pass, source.open() as stream:
         scan_export(stream, str(source), ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id="x"))
-    result = subprocess.run(
-        [SILOPORT, "import", "organizations", str(source), "--no-prompt"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=clean_env(),
-        check=False,
-    )
+    result = siloport(tmp_path, "import", "organizations", str(source), "--no-prompt")
     assert result.returncode == 3, result.stderr
     assert str(one_pass.value) in result.stderr
     assert "field 'date_added'" in str(one_pass.value)
