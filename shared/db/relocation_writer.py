@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -481,18 +481,14 @@ class _BatchWrite:
             .scalars()
             .all()
         )
-        names = sorted({name for i in fresh for name in self.columns[i]})
-        # Every row has the same columns (the usual case): take them in one call per row.
-        if len(names) > 1 and all(len(self.columns[i]) == len(names) for i in fresh):
-            take = operator.itemgetter(*names)
-            rows: Iterator[Sequence[object]] = (
-                (new_id, *take(self.columns[i])) for new_id, i in zip(ids, fresh, strict=True)
-            )
-        else:
-            rows = (
-                [new_id, *(self.columns[i].get(name) for name in names)]
-                for new_id, i in zip(ids, fresh, strict=True)
-            )
+        # Every row has the model's columns (``_columns`` makes them; renaming and regenerating only
+        # change values), so one row names them and each row's values are taken in one call.
+        names = sorted(self.columns[fresh[0]])
+        take = operator.itemgetter(*names)
+        rows = (
+            (new_id, *(take(self.columns[i]) if len(names) > 1 else (take(self.columns[i]),)))
+            for new_id, i in zip(ids, fresh, strict=True)
+        )
         copy_rows(connection, table, ["id", *names], rows)
         for i, new_id in zip(fresh, ids, strict=True):
             self.outcomes[i].target = new_id
