@@ -3,13 +3,14 @@ rules for which batches may be in flight together."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from shared.relocation.batch import Batch
+from shared.relocation.batch import Batch, Row
 from shared.relocation.findings import Finding
 from shared.relocation.reader import Record
-from shared.relocation.spec import ModelSpec
+from shared.relocation.spec import ModelSpec, Unique
 
 
 @dataclass
@@ -24,7 +25,7 @@ class PreparedBatch:
     findings: list[Finding] = field(default_factory=list)
     skipped: int = 0
     #: Its rows' unique key values (see ``unique_values``), once asked for.
-    unique_values: set[tuple[int, tuple[object, ...]]] | None = None
+    unique_values: tuple[set[object], ...] | None = None
 
     @cached_property
     def keeps_pks(self) -> bool:
@@ -32,24 +33,31 @@ class PreparedBatch:
         return self.batch is not None and any(row.keep_pk for row in self.batch.rows)
 
 
-def unique_values(prepared: PreparedBatch) -> set[tuple[int, tuple[object, ...]]]:
-    """(unique key, value) of every row of the batch, casefolded where the key is (export form, foreign
-    keys already remapped)."""
+def unique_values(prepared: PreparedBatch) -> tuple[set[object], ...]:
+    """The values of each unique key of the spec (in its order) over the batch's rows, casefolded where
+    the key is (export form, foreign keys already remapped): a key of one field by its value, a key of
+    several by the tuple of their values. Nulls never clash, so a value with one is left out."""
     if prepared.unique_values is not None:
         return prepared.unique_values
-    found: set[tuple[int, tuple[object, ...]]] = set()
-    prepared.unique_values = found
-    if prepared.batch is None:
+    rows = prepared.batch.rows if prepared.batch is not None else ()
+    prepared.unique_values = tuple(_key_values(unique, rows) for unique in prepared.spec.uniques)
+    return prepared.unique_values
+
+
+def _key_values(unique: Unique, rows: Sequence[Row]) -> set[object]:
+    fields = unique.fields
+    found: set[object]
+    if len(fields) == 1:
+        name = fields[0]
+        found = {row.values.get(name) for row in rows}
+        found.discard(None)
+        if unique.casefold:
+            found = {v.casefold() if isinstance(v, str) else v for v in found}
         return found
-    for position, unique in enumerate(prepared.spec.uniques):
-        for row in prepared.batch.rows:
-            values = tuple(row.values.get(name) for name in unique.fields)
-            if any(v is None for v in values):
-                continue  # nulls never clash
-            if unique.casefold:
-                values = tuple(v.casefold() if isinstance(v, str) else v for v in values)
-            found.add((position, values))
-    return found
+    tuples = {tuple([row.values.get(name) for name in fields]) for row in rows}
+    if unique.casefold:
+        tuples = {tuple([v.casefold() if isinstance(v, str) else v for v in t]) for t in tuples}
+    return {t for t in tuples if None not in t}
 
 
 def may_overlap(writing: PreparedBatch, following: PreparedBatch, *, concurrent: bool = True) -> bool:
@@ -67,4 +75,6 @@ def may_overlap(writing: PreparedBatch, following: PreparedBatch, *, concurrent:
         return False  # kept pks and the sequence's new ids could meet in both batches
     if writing.batch is None or following.batch is None:
         return True
-    return not (unique_values(writing) & unique_values(following))
+    return not any(
+        mine & theirs for mine, theirs in zip(unique_values(writing), unique_values(following), strict=True)
+    )

@@ -47,6 +47,24 @@ def test_a_key_of_several_fields_clashes_only_when_all_match_and_nulls_never_do(
     assert not may_overlap(both, same)
 
 
+def test_any_one_of_a_models_unique_keys_in_both_batches_keeps_them_in_order() -> None:
+    """Members are unique on (organization, user) and on (organization, email): a clash on either is
+    enough, and the same values under two different keys are not a clash."""
+    member = prepared("sentry.organizationmember", {"organization": 1, "user_id": 1, "email": "a@b.c"})
+    same_email = prepared(
+        "sentry.organizationmember", {"organization": 1, "user_id": 2, "email": "a@b.c"}, first=2
+    )
+    assert not may_overlap(member, same_email)
+    other_org = prepared(
+        "sentry.organizationmember", {"organization": 2, "user_id": 1, "email": "a@b.c"}, first=2
+    )
+    assert may_overlap(member, other_org)
+    email_is_token = prepared(
+        "sentry.organizationmember", {"organization": 1, "user_id": 3, "token": "a@b.c"}, first=2
+    )
+    assert may_overlap(member, email_is_token)
+
+
 def test_region_batches_overlap_only_where_the_writer_takes_two_at_once() -> None:
     members = prepared("sentry.organizationmember", {"organization": 1, "user_id": 1, "email": None})
     more = prepared("sentry.organizationmember", {"organization": 1, "user_id": 2, "email": None}, first=2)
