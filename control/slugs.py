@@ -111,10 +111,16 @@ class SlugService:
 
     # ---- the bulk call ------------------------------------------------------------------------------
 
-    def reserve(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> dict[int, str]:
+    def reserve(
+        self, import_id: str, region_name: str, wanted: Mapping[int, str], *, held_in_region: bool = False
+    ) -> dict[int, str]:
+        """Each organization's final slug. With ``held_in_region`` the organizations already hold the
+        slugs they ask for in their region (an import's new organizations): where that slug is free
+        everywhere, it becomes their PRIMARY reservation at once, with no alias and no rename, and the
+        region sends their mappings once it has the answer."""
         self._regions.peer(region_name)  # an unknown region is an error before anything is written
         started = time.monotonic()
-        pending = self._hold_aliases(import_id, region_name, wanted)
+        pending = self._hold_aliases(import_id, region_name, wanted, held_in_region)
         held = time.monotonic()
         self._outbox.drain_all_now(
             [shard_of(region_name, organization_id) for organization_id in pending],
@@ -135,22 +141,31 @@ class SlugService:
         )
         return answer
 
-    def _hold_aliases(self, import_id: str, region_name: str, wanted: Mapping[int, str]) -> list[int]:
+    def _hold_aliases(
+        self, import_id: str, region_name: str, wanted: Mapping[int, str], held_in_region: bool
+    ) -> list[int]:
         for attempt in range(5):
             try:
                 with UnitOfWork(self._engine, self._outbox, self._deliver) as work:
-                    pending = self._hold(work, import_id, region_name, wanted)
-                    work.commit()  # delivers the aliases' messages: the region takes the slugs
+                    pending = self._hold(work, import_id, region_name, wanted, held_in_region)
+                    work.commit()  # delivers the messages: replicas, and the aliases' renames
                     return pending
             except IntegrityError:
                 _LOGGER.info("slug race lost (attempt %d); choosing again", attempt + 1)
         raise ControlError("could not reserve slugs after 5 attempts: every candidate was taken concurrently")
 
     def _hold(
-        self, work: UnitOfWork, import_id: str, region_name: str, wanted: Mapping[int, str]
+        self,
+        work: UnitOfWork,
+        import_id: str,
+        region_name: str,
+        wanted: Mapping[int, str],
+        held_in_region: bool,
     ) -> list[int]:
-        """Hold a temporary alias for each organization that needs a new slug; reservations and the
-        holders of the slugs asked for are read in bulk, the aliases written with one flush."""
+        """Hold a temporary alias for each organization that needs a new slug, or (``held_in_region``)
+        give one that already holds a slug free everywhere its PRIMARY reservation and its answer;
+        reservations and the holders of the slugs asked for are read in bulk, the rows written with
+        one statement per kind."""
         session = work.session
         organization_ids = sorted(wanted)
         requests, held = _requests_and_reservations(session, import_id, region_name, organization_ids)
@@ -166,6 +181,7 @@ class SlugService:
             holders.update(_holders(work.connection, condition))
         pending: list[int] = []
         aliases: list[tuple[int, str]] = []  # (organization, slug chosen)
+        direct: list[tuple[int, str]] = []  # (organization, the slug it holds and keeps)
         for organization_id in organization_ids:
             if organization_id in answered:
                 continue
@@ -191,10 +207,17 @@ class SlugService:
                 # Already holds what this import would give it (asked for, or a rename finished by the
                 # background drainer after an answer was lost): nothing to rename.
                 continue
+            if held_in_region and primary is None and chosen == wanted[organization_id]:
+                # It has this slug in its region already and nobody holds it: nothing to rename.
+                holders[chosen] = (organization_id, region_name, ReservationType.PRIMARY)
+                direct.append((organization_id, chosen))
+                continue
             holders[chosen] = (organization_id, region_name, ReservationType.TEMPORARY_RENAME_ALIAS)
             aliases.append((organization_id, chosen))
+        session.flush()  # the refused requests deleted above go first
+        if direct:
+            self._reserve_directly(work, import_id, region_name, direct)
         if aliases:  # one statement (and one outbox insert), however many organizations
-            session.flush()  # the refused requests deleted above go first
             created = work.connection.execute(
                 insert(OrganizationSlugReservation).returning(
                     OrganizationSlugReservation.id, sort_by_parameter_order=True
@@ -222,6 +245,50 @@ class SlugService:
                 ]
             )
         return pending
+
+    def _reserve_directly(
+        self, work: UnitOfWork, import_id: str, region_name: str, direct: Sequence[tuple[int, str]]
+    ) -> None:
+        """PRIMARY reservations for organizations that keep the slug they hold, their recorded answers
+        and their replicas' messages: one statement each, however many organizations."""
+        reservation = OrganizationSlugReservation
+        created = work.connection.execute(
+            insert(reservation).returning(reservation.id, sort_by_parameter_order=True),
+            [
+                {
+                    "slug": slug,
+                    "organization_id": organization_id,
+                    "region_name": region_name,
+                    "reservation_type": ReservationType.PRIMARY,
+                }
+                for organization_id, slug in direct
+            ],
+        ).scalars()
+        work.enqueue_many(
+            [
+                (
+                    shard_of(region_name, organization_id),
+                    OutboxCategory.ORGANIZATION_SLUG_RESERVATION_UPDATE,
+                    reservation_id,
+                    None,
+                )
+                for (organization_id, _slug), reservation_id in zip(direct, created, strict=True)
+            ]
+        )
+        work.connection.execute(
+            insert(SlugRequest),
+            [
+                {
+                    "import_id": import_id,
+                    "region_name": region_name,
+                    "organization_id": organization_id,
+                    "wanted": slug,
+                    "final": slug,
+                    "refusal": None,
+                }
+                for organization_id, slug in direct
+            ],
+        )
 
     def _free_slug(
         self,

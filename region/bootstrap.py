@@ -26,6 +26,7 @@ from shared import service
 from shared.db.among import among_parts
 from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
+from shared.db.outbox import OutboxCategory
 from shared.db.relocation_writer import BatchWriter
 from shared.relocation.findings import FindingsLog
 from shared.relocation.spec import Silo
@@ -82,9 +83,7 @@ class RegionApp:
                 Silo.CONTROL: ControlBatchWriter(self.control),
             },
             ledger=SqlImportLedger(self.sessions),
-            slugs=ImportSlugs(
-                self.organizations, self.control, self.sessions, region_name=self.settings.name
-            ),
+            slugs=ImportSlugs(self.organizations, self.control, region_name=self.settings.name),
             progress=progress,
             findings=findings,
         )
@@ -97,57 +96,75 @@ class RegionApp:
 
 class ImportSlugs:
     """The import's slug step: drain the organizations' outbox shards (so control's callback finds no
-    backlog), ask control to reserve their slugs, and record the answer against the import."""
+    backlog), ask control to reserve their slugs, and record the answer against the import, with the
+    mappings of the organizations that kept their slugs (control renamed nothing for them, so they
+    have no mapping yet) queued for control in the same transaction."""
 
     def __init__(
         self,
         organizations: OrganizationService,
         control: GrpcControlClient,
-        sessions: sessionmaker[Session],
         *,
         region_name: str,
         timeout_s: float = 120.0,
     ) -> None:
-        self._organizations, self._control, self._sessions = organizations, control, sessions
+        self._organizations, self._control = organizations, control
         self._region, self._timeout = region_name, timeout_s
 
     def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
         self._organizations.drain([organization_shard(organization_id) for organization_id in wanted])
-        final = self._control.reserve_slugs(import_id, self._region, dict(wanted), timeout_s=self._timeout)
-        record_slugs(self._sessions, import_id, final)
+        # The organizations hold the slugs they ask for here (the import wrote them so), so control
+        # reserves a slug that is free everywhere without a rename callback.
+        final = self._control.reserve_slugs(
+            import_id, self._region, dict(wanted), timeout_s=self._timeout, held_in_region=True
+        )
+        with self._organizations.unit_of_work() as work:
+            record_slugs(work.session, import_id, final)
+            work.enqueue_many(
+                [
+                    (
+                        organization_shard(organization_id),
+                        OutboxCategory.ORGANIZATION_UPDATE,
+                        organization_id,
+                        None,
+                    )
+                    for organization_id, slug in sorted(final.items())
+                    if slug == wanted.get(organization_id)
+                ]
+            )
+            work.commit()  # and delivers the mappings, which control's reservations now back
         return final
 
 
-def record_slugs(sessions: sessionmaker[Session], import_id: str, final: Mapping[int, str]) -> None:
-    """Record the import's final slugs in one transaction: the rows there are read in bulk and
+def record_slugs(session: Session, import_id: str, final: Mapping[int, str]) -> None:
+    """Record the import's final slugs in the session's transaction: the rows there are read in bulk and
     updated, the others inserted with one statement (a retry records the same answer again)."""
     ids = sorted(final)
-    with sessions.begin() as session:
-        recorded: dict[int, ImportedOrganizationSlug] = {}
-        dialect = session.get_bind().dialect.name
-        for condition in among_parts(dialect, ImportedOrganizationSlug.organization_id, ids):
-            for row in session.scalars(
-                select(ImportedOrganizationSlug).where(
-                    ImportedOrganizationSlug.import_id == import_id,
-                    condition,
-                )
-            ):
-                recorded[row.organization_id] = row
-        fresh = []
-        for organization_id in ids:
-            held = recorded.get(organization_id)
-            if held is None:
-                fresh.append(
-                    {
-                        "import_id": import_id,
-                        "organization_id": organization_id,
-                        "slug": final[organization_id],
-                    }
-                )
-            else:
-                held.slug = final[organization_id]
-        if fresh:
-            session.execute(insert(ImportedOrganizationSlug), fresh)
+    recorded: dict[int, ImportedOrganizationSlug] = {}
+    dialect = session.get_bind().dialect.name
+    for condition in among_parts(dialect, ImportedOrganizationSlug.organization_id, ids):
+        for row in session.scalars(
+            select(ImportedOrganizationSlug).where(
+                ImportedOrganizationSlug.import_id == import_id,
+                condition,
+            )
+        ):
+            recorded[row.organization_id] = row
+    fresh = []
+    for organization_id in ids:
+        held = recorded.get(organization_id)
+        if held is None:
+            fresh.append(
+                {
+                    "import_id": import_id,
+                    "organization_id": organization_id,
+                    "slug": final[organization_id],
+                }
+            )
+        else:
+            held.slug = final[organization_id]
+    if fresh:
+        session.execute(insert(ImportedOrganizationSlug), fresh)
 
 
 def bootstrap(settings: RegionSettings) -> RegionApp:

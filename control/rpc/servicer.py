@@ -75,7 +75,10 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         if not request.import_id or not request.region_name:
             raise MalformedBatch("a slug reservation needs an import id and a region name")
         final = self._slugs.reserve(
-            request.import_id, request.region_name, dict(request.slugs_by_organization_id)
+            request.import_id,
+            request.region_name,
+            dict(request.slugs_by_organization_id),
+            held_in_region=request.slugs_held_in_region,
         )
         return control_pb2.BulkReserveOrganizationSlugsResponse(final_slugs=final)
 

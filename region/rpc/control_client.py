@@ -120,13 +120,24 @@ class GrpcControlClient:
         )
 
     def reserve_slugs(
-        self, import_id: str, region_name: str, wanted: dict[int, str], *, timeout_s: float
+        self,
+        import_id: str,
+        region_name: str,
+        wanted: dict[int, str],
+        *,
+        timeout_s: float,
+        held_in_region: bool = False,
     ) -> dict[int, str]:
-        """Control's bulk slug reservation; the same import id always gets the same answer."""
+        """Control's bulk slug reservation; the same import id always gets the same answer. With
+        ``held_in_region`` the organizations hold the slugs they ask for here already: those that keep
+        them are not renamed, and their mappings are this region's to send."""
         answer = self._peer.call(
             "BulkReserveOrganizationSlugs",
             control_pb2.BulkReserveOrganizationSlugsRequest(
-                import_id=import_id, region_name=region_name, slugs_by_organization_id=wanted
+                import_id=import_id,
+                region_name=region_name,
+                slugs_by_organization_id=wanted,
+                slugs_held_in_region=held_in_region,
             ),
             control_pb2.BulkReserveOrganizationSlugsResponse,
             timeout=timeout_s,

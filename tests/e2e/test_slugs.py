@@ -175,6 +175,24 @@ def test_colliding_slugs_in_the_same_and_another_region_all_end_unique(world: Wo
     eventually(lambda: assert_everything_agrees(world), timeout_s=30)
 
 
+def test_organizations_that_keep_their_slugs_are_reserved_without_a_rename(world: World) -> None:
+    """The first import's slugs are free: control makes them PRIMARY at once and the region sends the
+    mappings; only the second region's clashing slugs go through the alias and the rename callback."""
+    result = world.import_into("eu")
+    assert result.returncode == 0, result.stderr
+    eventually(lambda: assert_everything_agrees(world), timeout_s=30)
+    assert set(organizations(world.region_dbs["eu"]).values()) == {"acme", "globex", "initech"}
+    result = world.import_into("us")
+    assert result.returncode == 0, result.stderr
+    eventually(lambda: assert_everything_agrees(world), timeout_s=30)
+    for name in ("eu", "us"):
+        assert world.topology.regions[name].stop() == 0
+    served = {name: (world.workdir / f"region-{name}.log").read_text() for name in ("eu", "us")}
+    assert "stopped; served" in served["eu"]
+    assert "UpdateOrganizationSlugsFromReservations" not in served["eu"]
+    assert '"UpdateOrganizationSlugsFromReservations":1' in served["us"]
+
+
 def test_two_regions_importing_the_same_slugs_at_once(world: World) -> None:
     results: dict[str, subprocess.CompletedProcess[str]] = {}
 

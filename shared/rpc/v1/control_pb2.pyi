@@ -140,8 +140,15 @@ class BulkReserveOrganizationSlugsRequest(_message.Message):
     IMPORT_ID_FIELD_NUMBER: _builtins.int
     REGION_NAME_FIELD_NUMBER: _builtins.int
     SLUGS_BY_ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    SLUGS_HELD_IN_REGION_FIELD_NUMBER: _builtins.int
     import_id: _builtins.str
     region_name: _builtins.str
+    slugs_held_in_region: _builtins.bool
+    """The organizations already hold the slugs they ask for in the region (an import's new
+    organizations). Control then reserves a slug that is free everywhere as PRIMARY at once, with no
+    temporary alias and no rename callback, and the region sends those organizations' mappings once
+    it has the answer; the others are renamed as usual.
+    """
     @_builtins.property
     def slugs_by_organization_id(self) -> _containers.ScalarMap[_builtins.int, _builtins.str]:
         """Organization id (in the region) to the slug it asks for."""
@@ -152,10 +159,11 @@ class BulkReserveOrganizationSlugsRequest(_message.Message):
         import_id: _builtins.str = ...,
         region_name: _builtins.str = ...,
         slugs_by_organization_id: _abc.Mapping[_builtins.int, _builtins.str] | None = ...,
+        slugs_held_in_region: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["import_id", b"import_id", "region_name", b"region_name", "slugs_by_organization_id", b"slugs_by_organization_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["import_id", b"import_id", "region_name", b"region_name", "slugs_by_organization_id", b"slugs_by_organization_id", "slugs_held_in_region", b"slugs_held_in_region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
