@@ -324,16 +324,11 @@ class OrganizationService:
 
 
 def produce_outbox(work: UnitOfWork, model: str, inserted: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-    """Outbox messages for imported rows control must learn about, in the batch's own transaction: one
-    per organization, and for members and team memberships one per organization listing their ids."""
-    if model == "sentry.organization":
-        work.enqueue_many(
-            [
-                (organization_shard(new_id), OutboxCategory.ORGANIZATION_UPDATE, new_id, None)
-                for new_id, _columns in inserted
-            ]
-        )
-    elif model == "sentry.organizationmember":
+    """Outbox messages for imported rows control must learn about, in the batch's own transaction: for
+    members and team memberships one per organization listing their ids. An imported organization has
+    none here: control would refuse its mapping, since no reservation backs its slug yet; the import's
+    slug step sends it with the answer (or control's rename callback does)."""
+    if model == "sentry.organizationmember":
         work.enqueue_many(
             _listing(
                 OutboxCategory.ORGANIZATION_MEMBER_UPDATE,
