@@ -53,6 +53,7 @@ class BenchOptions:
     workdir: Path
     batch_size: int
     keep_databases: bool
+    write_workers: int = 0
     json_path: Path | None = None
 
 
@@ -104,17 +105,38 @@ def _libpq_url(admin_url: str, database: str) -> str:
     return f"{admin_url.rsplit('/', 1)[0]}/{database}"
 
 
+def _tree(pid: int) -> list[int]:
+    """A live process and its live descendants (control's write workers)."""
+    found, index = [pid], 0
+    while index < len(found):
+        for task in Path(f"/proc/{found[index]}/task").glob("*"):
+            try:
+                found.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue  # the thread ended meanwhile
+        index += 1
+    return found
+
+
 def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / MiB
-    return 0.0
+    """Peak resident memory of a live process, plus its descendants' peaks (summed, so an upper bound
+    of what they held at once)."""
+    total = 0
+    for member in _tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+    return total / MiB
 
 
 def _cpu_s(pid: int) -> float:
-    """User and system CPU seconds of a live process, from the kernel's accounting."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU seconds of a live process and its live descendants, from the kernel's
+    accounting."""
+    ticks = 0
+    for member in _tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _served(log: Path) -> dict[str, int]:
@@ -149,6 +171,8 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
                 urls["control"],
                 "--region-addresses",
                 f"bench=127.0.0.1:{region_port}",
+                "--write-workers",
+                str(options.write_workers),
                 *common,
             ],
             log_path=logs / "control.log",
@@ -352,6 +376,13 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
         "--workdir", type=Path, default=Path(".bench"), help="exports and logs (default .bench)"
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="the import's batch size")
+    parser.add_argument(
+        "--write-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="control's write worker processes (control serve --write-workers; default %(default)s)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases")
     args = parser.parse_args(argv)
@@ -368,6 +399,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
         batch_size=args.batch_size,
         keep_databases=args.keep_databases,
         json_path=args.json,
+        write_workers=args.write_workers,
     )
     options.workdir.mkdir(parents=True, exist_ok=True)
     return options

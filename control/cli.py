@@ -26,6 +26,16 @@ def _add_database_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 64, got {count}")
+    return count
+
+
 def _serve(args: argparse.Namespace) -> int:
     parse_address(args.listen, what="--listen")
     settings = ControlSettings(
@@ -37,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         migrate=args.migrate,
         db_wait_s=args.db_wait,
         outbox_lease_s=args.outbox_lease,
+        write_workers=args.write_workers,
     )
     app = bootstrap(settings)
     service.run(
@@ -79,6 +90,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--region-addresses",
         metavar="NAME=HOST:PORT,...",
         help="where to call each region back (env SILOPORT_REGION_ADDRESSES)",
+    )
+    serve.add_argument(
+        "--write-workers",
+        type=_workers,
+        default=env_default("SILOPORT_CONTROL_WRITE_WORKERS") or "0",  # parsed by _workers too
+        metavar="N",
+        help="write import batches in N worker processes, so that batches in flight together are "
+        "written on several cores (PostgreSQL only; env SILOPORT_CONTROL_WRITE_WORKERS; "
+        "default %(default)s: in the server's own process)",
     )
     add_server_arguments(serve)
     serve.set_defaults(func=_serve)

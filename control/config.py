@@ -21,3 +21,5 @@ class ControlSettings:
     #: How long an outbox drainer's claim on a shard lasts unless renewed (a crashed drainer's shard waits
     #: this long); it must outlast the longest delivery call.
     outbox_lease_s: float = 60.0
+    #: Processes that write import batches (0: the server's own); PostgreSQL only.
+    write_workers: int = 0

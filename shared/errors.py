@@ -5,7 +5,20 @@ from __future__ import annotations
 
 class SharedError(Exception):
     """Root of the errors raised by ``shared``. Each silo's own root derives from it, so that the CLI
-    turns any of them into a message and a non-zero exit in one place."""
+    turns any of them into a message and a non-zero exit in one place.
+
+    They cross process boundaries (control's write workers) as themselves: pickling keeps the message
+    and the attributes, whatever arguments the subclass's constructor takes."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[SharedError], args: tuple[object, ...], state: dict[str, object]) -> SharedError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(SharedError):

@@ -10,6 +10,7 @@ from control.exports import ExportService, NotExportable
 from control.memberships import MembershipService, MemberTeamUpdate, MemberUpdate
 from control.ports import BatchWriterPort, RegionPort
 from control.slugs import AliasHeld, MappingRejected, MappingUpdate, SlugService, SlugTaken, SwapIncomplete
+from control.write_pool import WorkerLost, WritePool
 from shared.db.relocation_writer import WrongSilo
 from shared.ping import hops_from_proto, hops_to_proto
 from shared.relocation.batch import WriteRefused
@@ -25,6 +26,7 @@ ERRORS: ErrorTable = {
     AliasHeld: grpc.StatusCode.FAILED_PRECONDITION,
     SlugTaken: grpc.StatusCode.ALREADY_EXISTS,
     SwapIncomplete: grpc.StatusCode.UNAVAILABLE,
+    WorkerLost: grpc.StatusCode.UNAVAILABLE,
     MappingRejected: grpc.StatusCode.FAILED_PRECONDITION,
     WriteRefused: grpc.StatusCode.INVALID_ARGUMENT,
     WrongSilo: grpc.StatusCode.FAILED_PRECONDITION,
@@ -45,9 +47,12 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
         slugs: SlugService,
         memberships: MembershipService,
         exports: ExportService,
+        write_pool: WritePool | None = None,
     ) -> None:
         self._regions = regions
         self._writer = writer
+        #: Write import batches in worker processes (instead of ``writer``, in this one).
+        self._write_pool = write_pool
         self._slugs = slugs
         self._memberships = memberships
         self._exports = exports
@@ -66,6 +71,8 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
     def ImportModelBatch(
         self, request: control_pb2.ImportModelBatchRequest, context: grpc.ServicerContext
     ) -> control_pb2.ImportModelBatchResponse:
+        if self._write_pool is not None:
+            return self._write_pool.write(request)
         return result_to_proto(self._writer.write(batch_from_proto(request)))
 
     @translate_errors(ERRORS)

@@ -1,6 +1,6 @@
 """Every export in Sentry's fixtures (and one from the benchmark's generator) imports in every scope,
-on SQLite and PostgreSQL, and the rows in each silo equal the file field by field (after remapping and
-the scope's sanitization)."""
+on SQLite and PostgreSQL (with control writing in its own process, and in two write workers), and the
+rows in each silo equal the file field by field (after remapping and the scope's sanitization)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ pytestmark = pytest.mark.e2e
 #: import that is correct field by field.
 GENERATED = "generated-by-bench.json"
 NAMES = [*sorted(p.name for p in FIXTURES.glob("*.json")), GENERATED]
-STACKS = [(backend, scope) for backend in ("sqlite", "postgresql") for scope in ImportScope]
+STACKS = [
+    (backend, scope) for backend in ("sqlite", "postgresql", "postgresql-workers") for scope in ImportScope
+]
 DROPS = {"dropped_orphan", "dropped_merged", "filtered_out"}
 
 
@@ -47,12 +49,15 @@ class Stack:
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     backend, scope = request.param
     workdir = tmp_path_factory.mktemp(f"{backend}-{scope.value}")
-    if backend == "postgresql":
+    if backend.startswith("postgresql"):
         server: PostgresServer = request.getfixturevalue("postgres")
         control_db, region_db = server.create_database("control"), server.create_database("region")
     else:
         control_db, region_db = f"sqlite:///{workdir}/control.sqlite3", f"sqlite:///{workdir}/region.sqlite3"
-    with running_silos(control_db, region_db, workdir) as silos:
+    workers = ["--write-workers", "2"] if backend == "postgresql-workers" else []
+    with running_silos(control_db, region_db, workdir, control_extra=workers) as silos:
+        if workers:
+            assert "2 write worker(s) ready" in (workdir / "control.log").read_text()
         yield Stack(silos, control_db, region_db, scope, workdir)
     assert free_port()  # the silos released their ports
 
