@@ -148,7 +148,8 @@ def _import(
     open_source = _opener(path, source_name)
     if not args.silent:
         print(f"import id: {options.import_id}", file=out, flush=True)
-    scan = scan_file(path, source_name, options)
+    # The checked records are kept beside, so that the import pass does not parse the export again.
+    scan = scan_file(path, source_name, options, spool_dir=workdir)
     control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
     target = (
         f"region {args.name!r} (control at {control_address})"

@@ -15,7 +15,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -26,6 +26,7 @@ from region.importer.pipeline import PreparedBatch, may_overlap
 from region.importer.ports import Ledger, Progress, SlugReserver, Writer
 from region.importer.prepare import Preparer
 from region.importer.scan import Scan
+from region.importer.spool import read_spool
 from shared.errors import SharedError
 from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row, WriteRefused
 from shared.relocation.findings import Finding, FindingsLog
@@ -145,11 +146,9 @@ class ImportEngine:
             # The deferred models' records (a small part of an export) are kept in a private temporary
             # file by the first pass, so the second pass does not read and parse the whole export again.
             with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-                with self._open() as stream:
+                with self._records(scan) as records:
                     self._write_all(
-                        self._batches(
-                            read_records(stream, self._source), deferred=False, summary=summary, spool=spool
-                        ),
+                        self._batches(records, deferred=False, summary=summary, spool=spool),
                         preparer,
                         summary,
                     )
@@ -178,6 +177,15 @@ class ImportEngine:
         ]
         self._ledger.finish(self.options.import_id, summary.to_json())
         return summary
+
+    @contextmanager
+    def _records(self, scan: Scan) -> Iterator[Iterator[Record]]:
+        """The export's records for the first pass: those the check pass kept, or the export read again."""
+        if scan.spool is not None:
+            yield read_spool(scan.spool)
+            return
+        with self._open() as stream:
+            yield read_records(stream, self._source)
 
     def _final_slugs(self) -> None:
         """Reserve the imported organizations' slugs globally (through control) before the deferred

@@ -27,6 +27,7 @@ from typing import TextIO
 
 from region.importer.errors import NotAnExport
 from region.importer.options import ImportOptions
+from region.importer.spool import SpoolPart, SpoolWriter
 from shared.relocation.pkmap import PkSet
 from shared.relocation.reader import ExportFormatError, Position, Record, RecordReader
 from shared.relocation.registry import MODELS, REFERENCED, lookup
@@ -69,6 +70,8 @@ class Scan:
     keep_users: frozenset[int] | None
     keep_emails: frozenset[str] | None
     keep_orgs: frozenset[int] | None
+    #: The checked records, kept for the import pass (None: it reads the export again).
+    spool: tuple[SpoolPart, ...] | None = None
 
 
 def invalid(source: str, record: Record, message: str) -> ExportFormatError:
@@ -222,12 +225,12 @@ class _Checker:
             if collector.active:
                 collector.add(record)
 
-    def result(self, digest: str) -> Scan:
+    def result(self, digest: str, spool: tuple[SpoolPart, ...] | None = None) -> Scan:
         keep_users, keep_emails, keep_orgs = self.collector.result(self.options)
-        return Scan(self.total, self.counts, digest, keep_users, keep_emails, keep_orgs)
+        return Scan(self.total, self.counts, digest, keep_users, keep_emails, keep_orgs, spool)
 
-    def tail(self) -> _Tail:
-        return _Tail(self.total, self.counts, dict(self.pks), frozenset(self.first_seen))
+    def tail(self, spooled: bool) -> _Tail:
+        return _Tail(self.total, self.counts, dict(self.pks), frozenset(self.first_seen), spooled)
 
     def joins(self, tail: _Tail) -> bool:
         """Whether the second half's checks, with this first half's, are those of the whole file: no pk
@@ -252,14 +255,24 @@ class _Tail:
     counts: dict[str, int]
     pks: dict[str, PkSet]
     seen: frozenset[str]
+    #: Whether its records are all in its spool file.
+    spooled: bool
 
 
-def scan_export(stream: TextIO, source: str, options: ImportOptions) -> Scan:
-    """Check an export read from ``stream``, from start to end."""
+def scan_export(stream: TextIO, source: str, options: ImportOptions, *, spool: Path | None = None) -> Scan:
+    """Check an export read from ``stream``, from start to end (keeping its records in ``spool``)."""
     hashing = HashingReader(stream)
     checker = _Checker(source, options)
-    checker.run(RecordReader(hashing, source))  # type: ignore[arg-type]
-    return checker.result(hashing.digest.hexdigest())
+    records = RecordReader(hashing, source)  # type: ignore[arg-type]
+    if spool is None:
+        checker.run(records)
+        return checker.result(hashing.digest.hexdigest())
+    writer = SpoolWriter(spool)
+    try:
+        checker.run(writer.passing(records))
+    finally:
+        kept = writer.close()
+    return checker.result(hashing.digest.hexdigest(), (SpoolPart(spool),) if kept else None)
 
 
 #: An export at least this large (in bytes) is checked by two processes, a half each.
@@ -270,8 +283,17 @@ _SPLIT_WINDOW = 1 << 20
 _BOUNDARY = re.compile(rb'\}[ \t\r\n]*,[ \t\r\n]*(\{)[ \t\r\n]*"(?:model|pk|fields)"')
 
 
-def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: int = SPLIT_FROM_BYTES) -> Scan:
-    """Check the export in ``path``. A large one (without --strict or a filter, which need every record
+def scan_file(
+    path: Path,
+    source: str,
+    options: ImportOptions,
+    *,
+    split_from: int = SPLIT_FROM_BYTES,
+    spool_dir: Path | None = None,
+) -> Scan:
+    """Check the export in ``path``, keeping the checked records in files under ``spool_dir`` when
+    given (``region.importer.spool``: the import pass then reads them instead of parsing the export
+    again). A large one (without --strict or a filter, which need every record
     before the next) is checked by two processes: this one from the start, a forked one from a record
     near the middle to the end. This one must reach that record exactly at a record boundary, and
     the halves together must hold no pk twice and keep the dependency order; otherwise, or if the other
@@ -294,13 +316,24 @@ def scan_file(path: Path, source: str, options: ImportOptions, *, split_from: in
     try:
         if split is not None:
             try:
-                half = _start_half(path, bom, split, source, options)
+                half = _start_half(
+                    path,
+                    bom,
+                    split,
+                    source,
+                    options,
+                    spool=None if spool_dir is None else spool_dir / "second.spool",
+                )
             except OSError as exc:
                 _LOGGER.info("checking %s in one pass: no second process (%s)", source, exc)
             else:
-                return _scan_halves(path, bom, split, source=source, options=options, started=half)
+                return _scan_halves(
+                    path, bom, split, source=source, options=options, started=half, spool_dir=spool_dir
+                )
         with path.open(encoding="utf-8-sig", newline="") as stream:
-            return scan_export(stream, source, options)
+            return scan_export(
+                stream, source, options, spool=None if spool_dir is None else spool_dir / "checked.spool"
+            )
     except UnicodeDecodeError as exc:
         raise NotAnExport.not_utf8(source, exc) from None
 
@@ -354,7 +387,7 @@ def _position_at(path: Path, bom: int, offset: int) -> tuple[Position, int] | No
 
 
 def _start_half(
-    path: Path, bom: int, split: _Split, source: str, options: ImportOptions
+    path: Path, bom: int, split: _Split, source: str, options: ImportOptions, *, spool: Path | None = None
 ) -> tuple[BaseProcess, Connection]:
     """Fork the process that checks the second half; the end of the pipe its result comes from."""
     context = multiprocessing.get_context("fork")  # no thread runs (checked), no connection is open yet
@@ -362,7 +395,7 @@ def _start_half(
     try:
         half = context.Process(
             target=_check_tail,
-            args=(_TailJob(path, bom + split.offset, split.start, source, options), sending),
+            args=(_TailJob(path, bom + split.offset, split.start, source, options, spool), sending),
             daemon=True,
         )
         half.start()
@@ -382,23 +415,35 @@ def _scan_halves(
     source: str,
     options: ImportOptions,
     started: tuple[BaseProcess, Connection],
+    spool_dir: Path | None = None,
 ) -> Scan:
     half, receiving = started
     began = time.monotonic()
+    writer = None if spool_dir is None else SpoolWriter(spool_dir / "first.spool")
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="scan-hash") as hashing:
             digest = hashing.submit(_hash_file, path, bom)
             checker = _Checker(source, options)
             with path.open(encoding="utf-8-sig", newline="") as stream:
                 reader = RecordReader(stream, source, stop_at=split.chars)
-                checker.run(reader)
+                checker.run(reader if writer is None else writer.passing(reader))
+                first_half = checker.total
                 # The other half is about as long as this one: wait as long again, and more, then read it.
                 patience = 2 * (time.monotonic() - began) + TAIL_GRACE_S
                 tail = _received(receiving, patience) if reader.stopped else None
                 if reader.stopped and (tail is None or not checker.joins(tail)):
-                    checker.run(reader)  # this process checks the second half too
-            return checker.result(digest.result())
+                    tail = None
+                    checker.run(reader if writer is None else writer.passing(reader))  # the rest, here
+            spool: tuple[SpoolPart, ...] | None = None
+            if writer is not None and writer.close() and spool_dir is not None:
+                if tail is None:
+                    spool = (SpoolPart(writer.path),)
+                elif tail.spooled:
+                    spool = (SpoolPart(writer.path), SpoolPart(spool_dir / "second.spool", first_half))
+            return checker.result(digest.result(), spool)
     finally:
+        if writer is not None:
+            writer.close()
         receiving.close()
         if half.is_alive():
             half.terminate()
@@ -427,6 +472,8 @@ class _TailJob:
     start: Position
     source: str
     options: ImportOptions
+    #: Where to keep its records (their indexes counted from its first record).
+    spool: Path | None = None
 
 
 def _check_tail(job: _TailJob, sending: Connection) -> None:
@@ -435,11 +482,13 @@ def _check_tail(job: _TailJob, sending: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the first process's to handle
     try:
         checker = _Checker(job.source, job.options)
+        writer = None if job.spool is None else SpoolWriter(job.spool)
         with job.path.open("rb") as raw:
             raw.seek(job.offset)
             with io.TextIOWrapper(raw, encoding="utf-8", newline="") as stream:
-                checker.run(RecordReader(stream, job.source, start=job.start))
-        sending.send(checker.tail())
+                reader = RecordReader(stream, job.source, start=job.start)
+                checker.run(reader if writer is None else writer.passing(reader))
+        sending.send(checker.tail(writer is not None and writer.close()))
     except Exception:  # noqa: BLE001 - any error is found again, and reported, by the first process
         sending.send(None)
     finally:

@@ -150,7 +150,7 @@ def test_a_boundary_that_is_not_one_is_noticed_and_one_pass_goes_on(tmp_path: Pa
 def test_a_second_half_that_fails_leaves_the_first_process_to_read_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: scan_module._Checker) -> scan_module._Tail:
+    def broken(self: scan_module._Checker, spooled: bool) -> scan_module._Tail:
         raise RuntimeError("the other process could not finish")
 
     monkeypatch.setattr(scan_module._Checker, "tail", broken)  # the forked process inherits it
@@ -179,7 +179,7 @@ def test_small_exports_and_strict_or_filtered_imports_are_checked_in_one_pass(
 def test_without_a_second_process_one_pass_checks_it_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_fork(*args: object) -> None:
+    def no_fork(*args: object, **kwargs: object) -> None:
         raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(scan_module, "_start_half", no_fork)
@@ -188,7 +188,7 @@ def test_without_a_second_process_one_pass_checks_it_all(
 
 
 def test_no_fork_while_threads_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_fork(*args: object) -> None:
+    def no_fork(*args: object, **kwargs: object) -> None:
         raise AssertionError("forked while a thread ran")
 
     monkeypatch.setattr(scan_module, "_start_half", no_fork)
