@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from sqlalchemy import Engine, insert, select
@@ -15,6 +15,7 @@ from region.config import RegionSettings
 from region.db.ledger import SqlImportLedger
 from region.db.models import IMPORT_CHUNKS, RELOCATION_TABLES, ImportedOrganizationSlug
 from region.db.schema import MIGRATIONS, claim_database
+from region.delivery_process import DeliveryProcess
 from region.errors import ControlNotConfigured
 from region.importer.engine import ImportEngine
 from region.importer.options import ImportOptions
@@ -40,6 +41,8 @@ class RegionApp:
     control: GrpcControlClient | None
     organizations: OrganizationService
     servicer: RegionServicer
+    #: What ``close`` stops besides (an import's delivery process).
+    _closing: list[Callable[[], None]] = field(default_factory=list)
 
     def prepare_database(self) -> None:
         service.prepare_database(
@@ -66,7 +69,14 @@ class RegionApp:
         # their own while the next batch is written; the engine settles it before the slug step and
         # at the end, so the import still ends with control up to date.
         organizations = self.organizations
-        delivery = BackgroundDelivery(organizations.outbox, organizations.handle)
+        # On PostgreSQL the drains run in a process of their own, off the importer's interpreter.
+        remote = None
+        if self.engine.dialect.name == "postgresql":
+            remote = DeliveryProcess(self.settings)
+            self._closing.append(remote.close)
+        delivery = BackgroundDelivery(
+            organizations.outbox, organizations.handle, drain=None if remote is None else remote.drain
+        )
         return ImportEngine(
             options,
             open_source=open_source,
@@ -89,6 +99,8 @@ class RegionApp:
         )
 
     def close(self) -> None:
+        while self._closing:
+            self._closing.pop()()
         if self.control is not None:
             self.control.close()
         self.engine.dispose()

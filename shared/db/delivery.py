@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from shared.db.outbox import Handler, Outbox, Shard
@@ -28,9 +28,18 @@ class BackgroundDelivery:
     """``with BackgroundDelivery(outbox, handler) as delivery: ... delivery.submit(bounds) ...``; leaving
     the block (or :meth:`close`) waits for what was submitted and stops the thread."""
 
-    def __init__(self, outbox: Outbox, handler: Handler, *, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        handler: Handler,
+        *,
+        max_waiting: int = MAX_WAITING,
+        drain: Callable[[Mapping[Shard, int]], int] | None = None,
+    ) -> None:
         self._outbox = outbox
         self._handler = handler
+        #: How a drain runs: here, by default, or handed elsewhere (another process) and waited for.
+        self._drain = drain or (lambda bounds: outbox.drain_committed(bounds, handler))
         self._max_waiting = max_waiting
         self._changed = threading.Condition()
         self._pending: dict[Shard, int] = {}
@@ -108,7 +117,7 @@ class BackgroundDelivery:
                 self._waiting, self._draining = 0, True
                 self._changed.notify_all()
             try:
-                self.delivered += self._outbox.drain_committed(bounds, self._handler)
+                self.delivered += self._drain(bounds)
                 self.drains += 1
             except Exception:
                 _LOGGER.exception("outbox: delivery after commit failed; the background drainer retries")

@@ -1,0 +1,129 @@
+"""The import's outbox deliveries in a process of their own (PostgreSQL).
+
+While an import writes members and team memberships, each batch's messages are delivered to control
+as the next batches are written (``shared.db.delivery.BackgroundDelivery``). Delivering is Python work
+too (claiming the shards, reading the rows back, building the calls, deleting what was delivered), and
+on a thread of the importer it shares one interpreter with the reading, preparing and writing. Here the
+delivery thread only hands each drain's bounds (shard -> newest message id at commit) to a spawned
+process, which drains them through its own engine and control client and answers with the number of
+messages delivered.
+
+Nothing is lost if that process dies: the messages are committed rows. The drain that was running
+counts as failed (the background delivery logs it), the next drain starts a new process, and the
+region's background drainer, or the import's own drain before the slug step, delivers what is left.
+SQLite keeps the deliveries in the importer: a second process would only wait for its one writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from region.config import RegionSettings
+from region.errors import RegionError
+from shared.db.outbox import Shard
+from shared.gc_tuning import tune_for_server
+
+_LOGGER = logging.getLogger(__name__)
+#: Longest a stopping delivery process gets to finish its drain and exit.
+STOP_WAIT_S = 30.0
+
+
+class DeliveryLost(RegionError):
+    """The delivery process died or could not start; what it had not delivered stays in the outbox."""
+
+
+class DeliveryProcess:
+    """``drain(bounds)`` in a spawned process (started at the first drain; one drain at a time)."""
+
+    def __init__(self, settings: RegionSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._process: BaseProcess | None = None
+        self._connection: Connection | None = None
+
+    def drain(self, bounds: Mapping[Shard, int]) -> int:
+        """Deliver these shards up to these ids; the number of messages delivered."""
+        with self._lock:
+            connection = self._connected()
+            try:
+                connection.send(dict(bounds))
+                done = connection.recv()
+            except (EOFError, OSError) as exc:
+                self._stop(wait_s=0)
+                raise DeliveryLost(f"the delivery process stopped ({exc or type(exc).__name__})") from None
+        if not isinstance(done, int):
+            raise DeliveryLost(f"the delivery process failed: {done}")
+        return done
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop(wait_s=STOP_WAIT_S)
+
+    def _connected(self) -> Connection:
+        if self._connection is not None and self._process is not None and self._process.is_alive():
+            return self._connection
+        self._stop(wait_s=0)
+        context = multiprocessing.get_context("spawn")  # nothing of this process's gRPC state is inherited
+        ours, theirs = context.Pipe(duplex=True)
+        process = context.Process(target=_serve, args=(self._settings, theirs), name="outbox-delivery")
+        try:
+            process.start()
+        except OSError as exc:
+            ours.close()
+            raise DeliveryLost(f"could not start the delivery process: {exc}") from None
+        finally:
+            theirs.close()
+        self._process, self._connection = process, ours
+        return ours
+
+    def _stop(self, *, wait_s: float) -> None:
+        process, connection = self._process, self._connection
+        self._process = self._connection = None
+        if connection is not None:
+            with contextlib.suppress(OSError):  # it may be gone already
+                connection.send(None)
+            connection.close()
+        if process is not None:
+            process.join(wait_s)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def _serve(settings: RegionSettings, connection: Connection) -> None:
+    """The delivery process: drain the bounds it is sent until it is sent None or its parent is gone."""
+    # Ctrl-C reaches the whole process group: the importer stops this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.WARNING, format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s"
+    )
+    tune_for_server()
+    from region.bootstrap import bootstrap  # noqa: PLC0415 - the child builds its own app
+
+    app = bootstrap(settings)
+    try:
+        while True:
+            try:
+                bounds = connection.recv()
+            except (EOFError, OSError):
+                return
+            if bounds is None:
+                return
+            try:
+                done = app.organizations.outbox.drain_committed(bounds, app.organizations.handle)
+            except Exception as exc:
+                _LOGGER.exception("outbox: delivery failed in the delivery process")
+                connection.send(f"{type(exc).__name__}: {exc}")
+            else:
+                connection.send(done)
+    finally:
+        app.close()
+        connection.close()

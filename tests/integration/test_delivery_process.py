@@ -1,0 +1,120 @@
+"""An import's outbox drains in a process of their own (PostgreSQL): members written by a batch reach a
+real control silo through the delivery process, not the writer's; a delivery process that dies is
+replaced at the next drain, and closing stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from control.db.models import OrganizationMemberMapping
+from region.config import RegionSettings
+from region.db.models import IMPORT_CHUNKS, REGION_OUTBOX, RELOCATION_TABLES
+from region.db.schema import MIGRATIONS
+from region.delivery_process import DeliveryProcess
+from region.organizations import OrganizationService, produce_outbox
+from region.rpc.control_client import GrpcControlClient
+from shared.db.delivery import BackgroundDelivery
+from shared.db.engine import make_engine
+from shared.db.relocation_writer import BatchWriter
+from shared.relocation.batch import Batch, BatchOptions
+from shared.relocation.spec import ImportScope
+from tests.conftest import PostgresServer
+from tests.exports import generate
+from tests.helpers import rpc, start_control
+from tests.integration.test_member_delivery import rows_of
+
+
+def control_copies(url: str) -> set[tuple[int, int, int | None]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                (r.organizationmember_id, r.organization_id, r.user_id)
+                for r in connection.execute(select(OrganizationMemberMapping.__table__))
+            }
+    finally:
+        engine.dispose()
+
+
+def test_members_reach_control_through_the_delivery_process(postgres: PostgresServer, tmp_path: Path) -> None:
+    control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
+    control = start_control(control_db, tmp_path)
+    region = make_engine(region_db)
+    MIGRATIONS.upgrade(region)
+    client = GrpcControlClient(control.address, settings=rpc())
+    remote = DeliveryProcess(
+        RegionSettings(name="eu", db_url=region_db, control_address=control.address, rpc=rpc())
+    )
+    here: list[int] = []
+    try:
+        control.wait_healthy()
+        service = OrganizationService(region, client, region_name="eu")
+
+        def handled_here(messages: object) -> None:
+            here.append(1)
+
+        delivery = BackgroundDelivery(service.outbox, handled_here, drain=remote.drain)
+        writer = BatchWriter(
+            region,
+            RELOCATION_TABLES,
+            IMPORT_CHUNKS,
+            after_insert=produce_outbox,
+            unit_of_work=lambda: service.unit_of_work(delivery),
+        )
+        options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
+        records = list(generate(orgs=2, members=5, teams=1, projects=1))
+
+        def write_members(organization_ordinal: int) -> int:
+            (organization,) = writer.write(
+                Batch(
+                    "sentry.organization",
+                    organization_ordinal,
+                    rows_of("sentry.organization", records)[organization_ordinal - 1 : organization_ordinal],
+                    options,
+                )
+            ).entries
+            members = [
+                row
+                for row in rows_of("sentry.organizationmember", records, inviter_id=None)
+                if row.values["organization"] == organization.old_pk
+            ]
+            for row in members:
+                row.values["organization"] = organization.new_pk
+            first = (organization_ordinal - 1) * len(members) + 1
+            writer.write(Batch("sentry.organizationmember", first, tuple(members), options))
+            return organization.new_pk
+
+        first_org = write_members(1)
+        assert delivery.settle(30)
+        process = remote._process
+        assert process is not None and process.pid is not None and process.is_alive()
+        assert process.pid != os.getpid()
+        assert {org for _m, org, _u in control_copies(control_db)} == {first_org}
+        assert len(control_copies(control_db)) == 5
+        assert delivery.delivered >= 1 and here == []  # delivered there, never here
+
+        # The delivery process dies: the next drain starts another.
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(10)
+        second_org = write_members(2)
+        assert delivery.settle(30)
+        assert remote._process is not None and remote._process.pid != process.pid
+        assert {org for _m, org, _u in control_copies(control_db)} == {first_org, second_org}
+        assert len(control_copies(control_db)) == 10
+        with region.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(REGION_OUTBOX)).scalar_one() == 0
+        delivery.close()
+        replacement = remote._process
+        remote.close()
+        assert replacement is not None and not replacement.is_alive()
+        assert here == []
+    finally:
+        remote.close()
+        client.close()
+        control.stop()
+        region.dispose()
