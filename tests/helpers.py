@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import grpc
+import pytest
+
 from shared.config import RpcSettings
 from shared.launcher import SiloProcess, free_port
 from shared.rpc.client import PeerClient
+from shared.rpc.errors import RemoteError
 from shared.rpc.v1 import control_pb2, region_pb2
 
 SECRET = "test-secret-0123456789abcdef"
@@ -164,3 +168,27 @@ def running_topology(control_db: str, region_dbs: dict[str, str], logs: Path) ->
         topology.control.stop()
         if topology.control is not control:
             control.stop()
+
+
+def assert_typed_batch_errors(client: PeerClient) -> None:
+    """Batches control cannot take are refused with typed, specific errors (status, reason, message):
+    a model control does not own, an unknown scope, an instance that is not one."""
+
+    def refusal(**fields: object) -> RemoteError:
+        request = control_pb2.ImportModelBatchRequest(import_id="x", first_ordinal=1, **fields)  # type: ignore[arg-type]
+        with pytest.raises(RemoteError) as caught:
+            client.call("ImportModelBatch", request, control_pb2.ImportModelBatchResponse, timeout=5)
+        return caught.value
+
+    wrong_silo = refusal(scope="global", model="sentry.team")
+    assert wrong_silo.code == grpc.StatusCode.FAILED_PRECONDITION and wrong_silo.reason == "wrong_silo"
+    galaxy = refusal(scope="galaxy", model="sentry.user")
+    assert galaxy.code == grpc.StatusCode.INVALID_ARGUMENT and galaxy.reason == "malformed_batch"
+    assert "unknown import scope 'galaxy'" in galaxy.message
+    bad_instance = refusal(
+        scope="global",
+        model="sentry.user",
+        instances_json='[[1, 5, {"username": "a"}, false, {}], [2, 6, {}, "no", {}]]',
+    )
+    assert bad_instance.code == grpc.StatusCode.INVALID_ARGUMENT and bad_instance.reason == "malformed_batch"
+    assert "sentry.user instance 1: expected [ordinal >= 1" in bad_instance.message

@@ -32,6 +32,7 @@ from tests.helpers import (
     CONTROL_SERVICE,
     REGION_SERVICE,
     SECRET,
+    assert_typed_batch_errors,
     eventually,
     rpc,
     running_silos,
@@ -211,48 +212,7 @@ def test_unknown_region_and_malformed_batches_are_typed_errors(
         assert caught.value.detail.fields["region"] == "mars"
         drained = control.call("DrainOutbox", common_pb2.DrainOutboxRequest(), common_pb2.DrainOutboxResponse)
         assert drained.processed == 0
-        # A batch of a model control does not own is refused with a typed, specific error.
-        with pytest.raises(RemoteError) as refused:
-            control.call(
-                "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(
-                    import_id="x", scope="global", model="sentry.team", first_ordinal=1
-                ),
-                control_pb2.ImportModelBatchResponse,
-                timeout=5,
-            )
-        assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert refused.value.reason == "wrong_silo"
-        with pytest.raises(RemoteError) as malformed:
-            control.call(
-                "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(
-                    import_id="x", scope="galaxy", model="sentry.user", first_ordinal=1
-                ),
-                control_pb2.ImportModelBatchResponse,
-                timeout=5,
-            )
-        assert malformed.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert (
-            malformed.value.reason == "malformed_batch"
-            and "unknown import scope 'galaxy'" in malformed.value.message
-        )
-        with pytest.raises(RemoteError) as bad_instance:
-            control.call(
-                "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(
-                    import_id="x",
-                    scope="global",
-                    model="sentry.user",
-                    first_ordinal=1,
-                    instances_json='[[1, 5, {"username": "a"}, false, {}], [2, 6, {}, "no", {}]]',
-                ),
-                control_pb2.ImportModelBatchResponse,
-                timeout=5,
-            )
-        assert bad_instance.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert bad_instance.value.reason == "malformed_batch"
-        assert "sentry.user instance 1: expected [ordinal >= 1" in bad_instance.value.message
+        assert_typed_batch_errors(control)
 
 
 def test_a_first_runs_batch_recorded_already_is_replayed_by_control(

@@ -24,7 +24,7 @@ from shared.rpc.errors import RemoteError
 from shared.rpc.relocation import batch_to_proto, result_from_proto
 from shared.rpc.v1 import control_pb2
 from tests.conftest import PostgresServer
-from tests.helpers import SECRET, Silos, eventually, rpc, running_silos
+from tests.helpers import SECRET, Silos, assert_typed_batch_errors, eventually, rpc, running_silos
 
 pytestmark = pytest.mark.e2e
 USERS = CONTROL_TABLES["sentry.user"]
@@ -104,33 +104,7 @@ def test_errors_raised_in_a_worker_keep_their_status_reason_and_detail(silos: tu
         assert refused.value.reason == "write_refused"
         assert refused.value.detail.fields["ordinal"] == "2"
         assert "sentry.user #2 (pk 102): field 'username'" in refused.value.message
-        with pytest.raises(RemoteError) as wrong_silo:
-            client.call(
-                "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(
-                    import_id="x", scope="global", model="sentry.team", first_ordinal=1
-                ),
-                control_pb2.ImportModelBatchResponse,
-                timeout=10,
-            )
-        assert wrong_silo.value.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert wrong_silo.value.reason == "wrong_silo"
-        with pytest.raises(RemoteError) as malformed:
-            client.call(
-                "ImportModelBatch",
-                control_pb2.ImportModelBatchRequest(
-                    import_id="x",
-                    scope="global",
-                    model="sentry.user",
-                    first_ordinal=1,
-                    instances_json='[[1, 5, {"username": "a"}, false, {}], [2, 6, {}, "no", {}]]',
-                ),
-                control_pb2.ImportModelBatchResponse,
-                timeout=10,
-            )
-        assert malformed.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert malformed.value.reason == "malformed_batch"
-        assert "sentry.user instance 1: expected [ordinal >= 1" in malformed.value.message
+        assert_typed_batch_errors(client)
     finally:
         client.close()
     assert count_users(control_db) == 0  # the refused batch rolled back whole
