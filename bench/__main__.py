@@ -109,7 +109,11 @@ def _tree(pid: int) -> list[int]:
     """A live process and its live descendants (control's write workers)."""
     found, index = [pid], 0
     while index < len(found):
-        for task in Path(f"/proc/{found[index]}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{found[index]}/task").glob("*"))
+        except OSError:
+            tasks = []  # it ended meanwhile
+        for task in tasks:
             try:
                 found.extend(int(child) for child in (task / "children").read_text().split())
             except OSError:
@@ -123,7 +127,11 @@ def _peak_rss_mib(pid: int) -> float:
     of what they held at once)."""
     total = 0
     for member in _tree(pid):
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        for line in status.splitlines():
             if line.startswith("VmHWM:"):
                 total += int(line.split()[1]) * 1024
     return total / MiB
@@ -131,10 +139,13 @@ def _peak_rss_mib(pid: int) -> float:
 
 def _cpu_s(pid: int) -> float:
     """User and system CPU seconds of a live process and its live descendants, from the kernel's
-    accounting."""
+    accounting (a descendant that ended before is counted only once its parent waited for it)."""
     ticks = 0
     for member in _tree(pid):
-        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 

@@ -10,18 +10,20 @@ workers there would only wait for one another.
 Workers are started (spawned, so nothing of the server's gRPC state is inherited) and warmed once the
 database is ready, so the first batches do not pay their start-up. Domain errors cross back as the
 same exceptions (``shared.errors`` makes them picklable), so the servicer's error table applies
-unchanged. A worker that dies takes its batch with it: the caller gets UNAVAILABLE, the pool is
-replaced, and the importer's rerun replays what was recorded.
+unchanged. A worker that dies fails the batches in flight with UNAVAILABLE (so do workers not yet
+started or shutting down), the pool is replaced, and a retry or the importer's rerun replays what was
+recorded. A worker leaves when the server does, even one killed outright.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from control.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
@@ -67,14 +69,23 @@ class WritePool:
         _LOGGER.info("%d write worker(s) ready", self.workers)
 
     def write(self, request: control_pb2.ImportModelBatchRequest) -> control_pb2.ImportModelBatchResponse:
-        pool = self._current()
+        """The batch written by a worker. Whatever keeps the workers from answering (one died, which
+        fails every batch in flight; they are not started yet, are being replaced or are shutting
+        down) is UNAVAILABLE ``worker_lost``: the batch may be sent again, and one that was recorded
+        replays."""
+        where = f"{request.model} from #{request.first_ordinal}"
+        pool = self._current(where)
         try:
             answer = pool.submit(_write, request.SerializeToString()).result()
         except BrokenProcessPool:
-            self._replace(pool)
+            try:
+                self._replace(pool)
+            except (BrokenProcessPool, OSError) as exc:
+                _LOGGER.error("could not start new write workers: %s", exc)
+            raise WorkerLost(f"a write worker died while writing {where}; send the batch again") from None
+        except (CancelledError, RuntimeError) as exc:  # shut down meanwhile, or submit after shutdown
             raise WorkerLost(
-                f"a write worker died while writing {request.model} from #{request.first_ordinal}; "
-                "send the batch again"
+                f"the write workers stopped while writing {where}: {exc or 'cancelled'}"
             ) from None
         return control_pb2.ImportModelBatchResponse.FromString(answer)
 
@@ -92,10 +103,10 @@ class WritePool:
             initargs=(self._db_url,),
         )
 
-    def _current(self) -> ProcessPoolExecutor:
+    def _current(self, where: str) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                raise ControlError("the write workers are not running")
+                raise WorkerLost(f"the write workers are not running (writing {where}); send the batch again")
             return self._pool
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -120,12 +131,22 @@ _WORKER: dict[str, BatchWriter] = {}
 def _start_worker(db_url: str) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the server shuts its workers down itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker waits on the pool's queue, whose ends it holds too, so it would not notice the server
+    # dying (killed, say): it leaves when its parent does, with its database connections.
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     # A spawned process starts with no logging set up; its stderr is the server's.
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s"
     )
     _WORKER["writer"] = BatchWriter(make_engine(db_url), RELOCATION_TABLES, IMPORT_CHUNKS)
     tune_for_server()
+
+
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 def _ready() -> bool:

@@ -27,7 +27,6 @@ from shared import service
 from shared.db.among import among_parts
 from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
-from shared.db.outbox import OutboxCategory
 from shared.db.relocation_writer import BatchWriter
 from shared.relocation.findings import FindingsLog
 from shared.relocation.spec import Silo
@@ -72,7 +71,10 @@ class RegionApp:
         # On PostgreSQL the drains run in a process of their own, off the importer's interpreter.
         remote = None
         if self.engine.dialect.name == "postgresql":
-            remote = DeliveryProcess(self.settings)
+            remote = DeliveryProcess(
+                self.settings,
+                fallback=lambda bounds: organizations.outbox.drain_committed(bounds, organizations.handle),
+            )
             self._closing.append(remote.close)
         delivery = BackgroundDelivery(
             organizations.outbox, organizations.handle, drain=None if remote is None else remote.drain
@@ -108,9 +110,9 @@ class RegionApp:
 
 class ImportSlugs:
     """The import's slug step: drain the organizations' outbox shards (so control's callback finds no
-    backlog), ask control to reserve their slugs, and record the answer against the import, with the
-    mappings of the organizations that kept their slugs (control renamed nothing for them, so they
-    have no mapping yet) queued for control in the same transaction."""
+    backlog), ask control to reserve their slugs, record the answer against the import, and drain the
+    shards again: the region queued each organization's mapping as its PRIMARY reservation's replica
+    arrived (``OrganizationService.upsert_replicas``), and this delivers them now."""
 
     def __init__(
         self,
@@ -132,19 +134,8 @@ class ImportSlugs:
         )
         with self._organizations.unit_of_work() as work:
             record_slugs(work.session, import_id, final)
-            work.enqueue_many(
-                [
-                    (
-                        organization_shard(organization_id),
-                        OutboxCategory.ORGANIZATION_UPDATE,
-                        organization_id,
-                        None,
-                    )
-                    for organization_id, slug in sorted(final.items())
-                    if slug == wanted.get(organization_id)
-                ]
-            )
-            work.commit()  # and delivers the mappings, which control's reservations now back
+            work.commit()
+        self._organizations.drain([organization_shard(organization_id) for organization_id in final])
         return final
 
 

@@ -9,8 +9,10 @@ process, which drains them through its own engine and control client and answers
 messages delivered.
 
 Nothing is lost if that process dies: the messages are committed rows. The drain that was running
-counts as failed (the background delivery logs it), the next drain starts a new process, and the
-region's background drainer, or the import's own drain before the slug step, delivers what is left.
+counts as failed (the background delivery logs it; the shards it had claimed wait for their lease to
+end), the next drain starts a new process, and the region's background drainer, or the import's own
+drain before the slug step, delivers what is left. Where no process can be started at all, the drains
+run in the importer, as on SQLite.
 SQLite keeps the deliveries in the importer: a second process would only wait for its one writer.
 """
 
@@ -22,7 +24,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -43,16 +45,30 @@ class DeliveryLost(RegionError):
 class DeliveryProcess:
     """``drain(bounds)`` in a spawned process (started at the first drain; one drain at a time)."""
 
-    def __init__(self, settings: RegionSettings) -> None:
+    def __init__(
+        self, settings: RegionSettings, *, fallback: Callable[[Mapping[Shard, int]], int] | None = None
+    ) -> None:
         self._settings = settings
+        #: Drains here once a process could not be started (so each drain does not try again).
+        self._fallback = fallback
+        self._cannot_start = False
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
 
     def drain(self, bounds: Mapping[Shard, int]) -> int:
         """Deliver these shards up to these ids; the number of messages delivered."""
+        if self._cannot_start and self._fallback is not None:
+            return self._fallback(bounds)
         with self._lock:
-            connection = self._connected()
+            try:
+                connection = self._connected()
+            except DeliveryLost:
+                if self._fallback is None:
+                    raise
+                self._cannot_start = True
+                _LOGGER.warning("no delivery process; the import delivers its outbox itself", exc_info=True)
+                return self._fallback(bounds)
             try:
                 connection.send(dict(bounds))
                 done = connection.recv()

@@ -38,6 +38,8 @@ CALLBACK_DRAIN_S = 2.0
 #: Most members (or team memberships) read and sent to control in one call.
 PER_CALL = 2000
 ORGANIZATIONS = RELOCATION_TABLES["sentry.organization"]
+#: The reservation type of an organization's own slug (control's ReservationType.PRIMARY).
+PRIMARY = 0
 MEMBERS = RELOCATION_TABLES["sentry.organizationmember"]
 MEMBER_TEAMS = RELOCATION_TABLES["sentry.organizationmemberteam"]
 
@@ -167,7 +169,10 @@ class OrganizationService:
         """Replace the replicas of these reservations, in order, with one read, one delete and one insert
         (Core statements: a run holds thousands): whatever conflicts with a newer reservation (same
         reservation, same slug, or same organization and type) is stale, in the table and within the
-        batch."""
+        batch. An organization of this region whose PRIMARY reservation now backs the slug it has
+        gets its mapping queued for control in the same transaction (control refuses a mapping no
+        reservation backs, so this is when it can be written; whoever drains the region's outbox
+        delivers it, the import right away, the background drainer otherwise)."""
         replica = OrganizationSlugReservationReplica
 
         # The newest of the batch's reservations that clash with one another wins (looked up by key).
@@ -189,7 +194,8 @@ class OrganizationService:
         kept = list(survivors.values())
         kept_ids, kept_slugs = {r.reservation_id for r in kept}, {r.slug for r in kept}
         kept_pairs = {(r.organization_id, r.reservation_type) for r in kept}
-        with self._engine.begin() as connection:
+        with self.unit_of_work() as work:
+            connection = work.connection
             stale: set[int] = set()
             for part in chunks(kept, per_statement(self._dialect)):
                 for row in connection.execute(
@@ -215,6 +221,23 @@ class OrganizationService:
                 connection.execute(delete(replica).where(condition))
             if kept:
                 connection.execute(insert(replica), [dataclasses.asdict(r) for r in kept])
+            backed = {
+                r.organization_id: r.slug
+                for r in kept
+                if r.reservation_type == PRIMARY and r.region_name == self._region
+            }
+            o = ORGANIZATIONS.c
+            mapped: list[int] = []
+            for condition in among_parts(self._dialect, o.id, sorted(backed)):
+                mapped.extend(
+                    organization_id
+                    for organization_id, slug in connection.execute(select(o.id, o.slug).where(condition))
+                    if backed[organization_id] == slug
+                )
+            work.enqueue_many(
+                [(organization_shard(i), OutboxCategory.ORGANIZATION_UPDATE, i, None) for i in sorted(mapped)]
+            )
+            work.commit(drain=False)  # no call back into control from within control's call
 
     def delete_replicas(self, reservation_ids: Sequence[int]) -> None:
         with self._engine.begin() as connection:

@@ -1,15 +1,17 @@
 """The check pass's records, kept for the import pass, so that an export's JSON is parsed once.
 
 The check pass parses every record anyway; as it goes it writes them (with their index, line and
-column) to a private file, marshalled a thousand at a time, and the import pass reads them back about
-three times as fast as it would parse the JSON again. Each process of a split check writes its own
-part; the second part's indexes are counted from its first record, so it carries the offset that makes
-them the file's. Writing stops, without failing the check, on an OS error (a full disk, say); the
-import pass then reads the export itself, as it does when there is no spool.
+column) to a private file, marshalled in chunks of up to a thousand records and about 4 MiB, and the
+import pass reads them back about three times as fast as it would parse the JSON again. Each process
+of a split check writes its own part; the second part's indexes are counted from its first record, so
+it carries the offset that makes them the file's. Writing stops, without failing the check, on an OS
+error (a full disk, say), and the file is removed; the import pass then reads the export itself, as
+it does when there is no spool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import marshal
 import struct
@@ -21,8 +23,10 @@ from typing import BinaryIO
 from shared.relocation.reader import Record
 
 _LOGGER = logging.getLogger(__name__)
-#: Records marshalled together.
+#: Most records marshalled together.
 CHUNK = 1000
+#: A chunk ends once its records' JSON text reaches this many characters.
+CHUNK_BYTES = 4 << 20
 #: Each chunk is its length, then its marshalled bytes.
 _LENGTH = struct.Struct("<Q")
 
@@ -49,11 +53,13 @@ class SpoolWriter:
     def passing(self, records: Iterable[Record]) -> Iterator[Record]:
         """``records``, each written before it is passed on (the last chunk once they end)."""
         chunk: list[tuple[object, ...]] = []
+        size = 0  # characters of the chunk's records, as the reader measured them
         for record in records:
             chunk.append((record.index, record.line, record.column, record.model, record.pk, record.fields))
-            if len(chunk) == CHUNK:
+            size += record.size
+            if len(chunk) == CHUNK or size >= CHUNK_BYTES:  # large records do not pile up in memory
                 self._dump(chunk)
-                chunk = []
+                chunk, size = [], 0
             yield record
         self._dump(chunk)
 
@@ -76,11 +82,17 @@ class SpoolWriter:
             self._file.write(blob)
         except OSError as exc:
             self._fail(exc)
-            self._file.close()
-            self._file = None
 
     def _fail(self, exc: OSError) -> None:
+        """Stop keeping records, and give back the space the file took (a full disk is the usual
+        reason, and the import still needs room for its other temporary file)."""
         self.failed = True
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
         _LOGGER.info(
             "not keeping the checked records in %s (%s); the import reads the export again", self.path, exc
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from shared.errors import SharedError
@@ -51,6 +51,8 @@ class Record:
     model: str
     pk: int
     fields: dict[str, Any]
+    #: Characters of its JSON text, where the reader knows them (0 otherwise); not part of its identity.
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ class RecordReader:
                 self.stopped, self._next_index = True, index
                 return
             line, column = cursor.position_of(cursor.pos)
+            start = cursor.chars_before + cursor.pos  # the window may move while the value is decoded
             value, cursor.pos = _decode_value(cursor, index)
             model, pk, fields = value.get("model"), value.get("pk"), value.get("fields")
             if (
@@ -225,7 +228,10 @@ class RecordReader:
                 and type(fields) is dict
                 and "." in model
             ):
-                yield Record(index, line, column, model.lower(), pk, fields)  # the usual record, checked
+                size = cursor.chars_before + cursor.pos - start
+                yield Record(
+                    index, line, column, model.lower(), pk, fields, size
+                )  # the usual record, checked
             else:
                 yield _record(value, index, line, column, source)
             index += 1

@@ -134,6 +134,24 @@ def test_a_dead_worker_is_a_retryable_error_and_new_workers_take_over(silos: tup
     assert running.control.stop() == 0
 
 
+def test_workers_leave_when_control_is_killed_outright(silos: tuple[Silos, str]) -> None:
+    running, _control_db = silos
+    workers = workers_of(running.control.process.pid)
+    assert len(workers) == 2
+    running.control.process.send_signal(signal.SIGKILL)
+    running.control.process.wait(10)
+    eventually(lambda: _gone(workers), timeout_s=10)
+
+
+def _gone(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # reaped
+        assert state == "Z", f"write worker {pid} still runs (state {state})"
+
+
 def _two(pids: list[int]) -> list[int]:
     assert len(pids) == 2
     return pids

@@ -4,22 +4,26 @@ replaced at the next drain, and closing stops it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from control.db.models import OrganizationMemberMapping
 from region.config import RegionSettings
 from region.db.models import IMPORT_CHUNKS, REGION_OUTBOX, RELOCATION_TABLES
 from region.db.schema import MIGRATIONS
-from region.delivery_process import DeliveryProcess
+from region.delivery_process import DeliveryLost, DeliveryProcess
 from region.organizations import OrganizationService, produce_outbox
 from region.rpc.control_client import GrpcControlClient
 from shared.db.delivery import BackgroundDelivery
 from shared.db.engine import make_engine
+from shared.db.outbox import OutboxScope, Shard
 from shared.db.relocation_writer import BatchWriter
 from shared.relocation.batch import Batch, BatchOptions
 from shared.relocation.spec import ImportScope
@@ -118,3 +122,29 @@ def test_members_reach_control_through_the_delivery_process(postgres: PostgresSe
         client.close()
         control.stop()
         region.dispose()
+
+
+def test_where_no_process_can_start_the_drains_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One failed start, then the fallback for every drain (no new start per drain)."""
+    starts: list[int] = []
+
+    def no_process(self: object) -> None:
+        starts.append(1)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn").Process, "start", no_process)
+    drained: list[dict[Shard, int]] = []
+
+    def here(bounds: Mapping[Shard, int]) -> int:
+        drained.append(dict(bounds))
+        return len(bounds)
+
+    settings = RegionSettings(name="eu", db_url="sqlite://", control_address="127.0.0.1:1", rpc=rpc())
+    remote = DeliveryProcess(settings, fallback=here)
+    shard = Shard("", OutboxScope.ORGANIZATION, 1)
+    assert remote.drain({shard: 5}) == 1
+    assert remote.drain({shard: 9}) == 1
+    assert starts == [1] and drained == [{shard: 5}, {shard: 9}]
+    with pytest.raises(DeliveryLost):
+        DeliveryProcess(settings).drain({shard: 5})  # without a fallback the failure is the caller's
+    remote.close()

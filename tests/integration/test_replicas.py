@@ -4,11 +4,13 @@ of clashing reservations winning, in the table and within the run."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
+from region.db.models import REGION_OUTBOX, RELOCATION_TABLES
 from region.db.models import OrganizationSlugReservationReplica as Replica
 from region.db.schema import MIGRATIONS
 from region.organizations import OrganizationService, ReplicaUpdate
+from shared.db.outbox import OutboxCategory
 from tests.conftest import MigratedEngineFactory
 
 PRIMARY, ALIAS = 0, 2
@@ -55,3 +57,42 @@ def test_a_run_of_replica_upserts_keeps_the_newest_of_clashing_reservations(engi
     assert stored(engine) == {(1, "acme-x", 1, PRIMARY), (2, "initech", 2, PRIMARY), (4, "acme", 3, PRIMARY)}
     service.delete_replicas([4, 99])
     assert stored(engine) == {(1, "acme-x", 1, PRIMARY), (2, "initech", 2, PRIMARY)}
+
+
+def test_a_primary_that_backs_an_organizations_slug_queues_its_mapping(engine: Engine) -> None:
+    """Control refuses a mapping no reservation backs; the region queues it as the PRIMARY's replica
+    arrives (in the same transaction), for its own organizations whose slug it is, and only those."""
+    organizations = RELOCATION_TABLES["sentry.organization"]
+    with engine.begin() as connection:
+        ids = {
+            slug: connection.execute(
+                insert(organizations)
+                .values(
+                    name=slug.title(),
+                    slug=slug,
+                    slug_ci=slug,
+                    status=0,
+                    default_role="member",
+                    is_test=False,
+                    flags=0,
+                )
+                .returning(organizations.c.id)
+            ).scalar_one()
+            for slug in ("acme", "globex", "initech")
+        }
+    service = OrganizationService(engine, None, region_name="eu")
+    service.upsert_replicas(
+        [
+            replica(1, "acme", ids["acme"], PRIMARY),  # backs its slug: queued
+            replica(2, "globex-2", ids["globex"], PRIMARY),  # another slug (not renamed yet): not
+            replica(3, "initech-x", ids["initech"], ALIAS),  # an alias: not
+            ReplicaUpdate(4, "initech", ids["initech"], "us", PRIMARY),  # another region's: not
+        ]
+    )
+    with engine.connect() as connection:
+        queued = connection.execute(
+            select(REGION_OUTBOX.c.category, REGION_OUTBOX.c.object_id, REGION_OUTBOX.c.shard_id)
+        ).all()
+    assert [tuple(row) for row in queued] == [
+        (int(OutboxCategory.ORGANIZATION_UPDATE), ids["acme"], ids["acme"])
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from region.importer import scan as scan_module
+from region.importer import spool as spool_module
 from region.importer.options import ImportOptions
 from region.importer.scan import Scan, scan_file
 from region.importer.spool import CHUNK, read_spool
@@ -85,3 +86,35 @@ def test_a_spool_that_cannot_be_written_leaves_the_import_to_read_the_export(
     scan = scan_file(export, export.name, OPTIONS, split_from=0, spool_dir=spool_dir)
     assert scan.spool is None
     assert scan.records == len(from_export(export))
+
+
+def test_large_records_are_kept_in_small_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk ends once its records' text reaches CHUNK_BYTES, so large records do not pile up a
+    thousand at a time in either pass."""
+    monkeypatch.setattr(spool_module, "CHUNK_BYTES", 64 << 10)
+    big = [dict(r) for r in records(orgs=4)]
+    for record in big:
+        if record["model"] == "sentry.organizationoption":
+            record["fields"] = {**record["fields"], "value": "x" * (256 << 10)}
+    path = write(tmp_path / "export.json", big)
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    scan = scan_file(path, path.name, OPTIONS, spool_dir=spool_dir)
+    assert spooled(scan) == from_export(path)
+    sizes = []
+    with (spool_dir / "checked.spool").open("rb") as spooled_file:
+        while header := spooled_file.read(8):
+            length = int.from_bytes(header, "little")
+            sizes.append(length)
+            spooled_file.seek(length, 1)
+    # A chunk ends with the record that takes it past the limit: one big record at most in each.
+    assert len(sizes) >= 4 and max(sizes) < (256 << 10) + 2 * (64 << 10)
+
+
+def test_a_write_that_fails_removes_the_partial_file(tmp_path: Path) -> None:
+    writer = spool_module.SpoolWriter(tmp_path / "part.spool")
+    assert (tmp_path / "part.spool").exists()
+    writer._fail(OSError(28, "No space left on device"))
+    assert writer.failed and not (tmp_path / "part.spool").exists()
+    assert list(writer.passing(iter([]))) == []
+    assert writer.close() is False
