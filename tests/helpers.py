@@ -11,7 +11,9 @@ from typing import TypeVar
 
 import grpc
 import pytest
+from sqlalchemy import Connection, insert
 
+from region.db.models import RELOCATION_TABLES
 from shared.config import RpcSettings
 from shared.launcher import SiloProcess, free_port
 from shared.rpc.client import PeerClient
@@ -192,3 +194,22 @@ def assert_typed_batch_errors(client: PeerClient) -> None:
     )
     assert bad_instance.code == grpc.StatusCode.INVALID_ARGUMENT and bad_instance.reason == "malformed_batch"
     assert "sentry.user instance 1: expected [ordinal >= 1" in bad_instance.message
+
+
+def add_organization(connection: Connection, slug: str) -> int:
+    """A region organization row with this slug (and its title as name); its id."""
+    organizations = RELOCATION_TABLES["sentry.organization"]
+    new_id = connection.execute(
+        insert(organizations)
+        .values(
+            name=slug.title(),
+            slug=slug,
+            slug_ci=slug,
+            status=0,
+            default_role="member",
+            is_test=False,
+            flags=0,
+        )
+        .returning(organizations.c.id)
+    ).scalar_one()
+    return int(new_id)

@@ -36,6 +36,7 @@ from tests.helpers import (
     CONTROL_SERVICE,
     Silos,
     Topology,
+    add_organization,
     eventually,
     rpc,
     running_topology,
@@ -252,23 +253,8 @@ def test_the_bulk_call_is_idempotent_and_guards_temporary_aliases(world: World) 
 
 
 def test_a_slug_the_region_cannot_take_is_already_exists_and_leaves_no_alias(world: World) -> None:
-    engine = make_engine(world.region_dbs["eu"])
-    with engine.begin() as connection:
-        for slug in ("taken", "mine"):
-            connection.execute(
-                insert(ORGANIZATIONS).values(
-                    name=slug,
-                    slug=slug,
-                    slug_ci=slug,
-                    status=0,
-                    default_role="member",
-                    is_test=False,
-                    flags=0,
-                )
-            )
-    engine.dispose()
+    ids = {slug: insert_organization(world.region_dbs["eu"], slug) for slug in ("taken", "mine")}
     client = world.control_client()
-    ids = {slug: oid for oid, slug in organizations(world.region_dbs["eu"]).items()}
     request = control_pb2.BulkReserveOrganizationSlugsRequest(
         import_id=str(uuid.uuid4()), region_name="eu", slugs_by_organization_id={ids["mine"]: "taken"}
     )
@@ -417,21 +403,9 @@ def test_a_lost_answer_is_retried_to_the_same_slugs_without_a_second_rename(worl
 def insert_organization(url: str, slug: str) -> int:
     engine = make_engine(url)
     with engine.begin() as connection:
-        organization_id = connection.execute(
-            insert(ORGANIZATIONS)
-            .values(
-                name=slug.title(),
-                slug=slug,
-                slug_ci=slug,
-                status=0,
-                default_role="member",
-                is_test=False,
-                flags=0,
-            )
-            .returning(ORGANIZATIONS.c.id)
-        ).scalar_one()
+        organization_id = add_organization(connection, slug)
     engine.dispose()
-    return int(organization_id)
+    return organization_id
 
 
 def reservations(world: World) -> list[tuple[int, str, str, int]]:

@@ -4,14 +4,15 @@ of clashing reservations winning, in the table and within the run."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
-from region.db.models import REGION_OUTBOX, RELOCATION_TABLES
+from region.db.models import REGION_OUTBOX
 from region.db.models import OrganizationSlugReservationReplica as Replica
 from region.db.schema import MIGRATIONS
 from region.organizations import OrganizationService, ReplicaUpdate
 from shared.db.outbox import OutboxCategory
 from tests.conftest import MigratedEngineFactory
+from tests.helpers import add_organization
 
 PRIMARY, ALIAS = 0, 2
 
@@ -62,24 +63,8 @@ def test_a_run_of_replica_upserts_keeps_the_newest_of_clashing_reservations(engi
 def test_a_primary_that_backs_an_organizations_slug_queues_its_mapping(engine: Engine) -> None:
     """Control refuses a mapping no reservation backs; the region queues it as the PRIMARY's replica
     arrives (in the same transaction), for its own organizations whose slug it is, and only those."""
-    organizations = RELOCATION_TABLES["sentry.organization"]
     with engine.begin() as connection:
-        ids = {
-            slug: connection.execute(
-                insert(organizations)
-                .values(
-                    name=slug.title(),
-                    slug=slug,
-                    slug_ci=slug,
-                    status=0,
-                    default_role="member",
-                    is_test=False,
-                    flags=0,
-                )
-                .returning(organizations.c.id)
-            ).scalar_one()
-            for slug in ("acme", "globex", "initech")
-        }
+        ids = {slug: add_organization(connection, slug) for slug in ("acme", "globex", "initech")}
     service = OrganizationService(engine, None, region_name="eu")
     service.upsert_replicas(
         [
