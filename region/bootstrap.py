@@ -71,10 +71,7 @@ class RegionApp:
         # On PostgreSQL the drains run in a process of their own, off the importer's interpreter.
         remote = None
         if self.engine.dialect.name == "postgresql":
-            remote = DeliveryProcess(
-                self.settings,
-                fallback=lambda bounds: organizations.outbox.drain_committed(bounds, organizations.handle),
-            )
+            remote = DeliveryProcess(self.settings, fallback=organizations.deliver)
             self._closing.append(remote.close)
         delivery = BackgroundDelivery(
             organizations.outbox, organizations.handle, drain=None if remote is None else remote.drain

@@ -134,7 +134,7 @@ def _serve(settings: RegionSettings, connection: Connection) -> None:
             if bounds is None:
                 return
             try:
-                done = app.organizations.outbox.drain_committed(bounds, app.organizations.handle)
+                done = app.organizations.deliver(bounds)
             except Exception as exc:
                 _LOGGER.exception("outbox: delivery failed in the delivery process")
                 connection.send(f"{type(exc).__name__}: {exc}")

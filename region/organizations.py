@@ -261,6 +261,11 @@ class OrganizationService:
     def drain_due(self) -> int:
         return self.outbox.drain_due(self.handle)
 
+    def deliver(self, bounds: Mapping[Shard, int]) -> int:
+        """Deliver what committed transactions wrote, up to these bounds (an import's background
+        delivery, here or in its delivery process); the number of messages delivered."""
+        return self.outbox.drain_committed(bounds, self.handle)
+
     def handle(self, messages: Sequence[Message]) -> None:
         """Deliver a run of messages in order: consecutive member and member-team messages go to control
         in as few calls as their number allows."""
