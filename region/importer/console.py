@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from typing import TextIO
@@ -11,56 +12,73 @@ from shared.relocation.findings import FindingsLog
 
 
 class ConsoleProgress:
-    """Per model: done/total, percent and rate. On a terminal the line redraws in place (at most
-    every ``interval_s``); elsewhere one line per model when it is done."""
+    """Per model: done/total, percent, rate and seconds since its first batch was taken. A model's line
+    is printed once the model is done (control's and the region's models are written at the same time,
+    so lines may come out of export order); on a terminal, the line of the model advanced last redraws
+    in place meanwhile (at most every ``interval_s``). Safe to call from several threads."""
 
     def __init__(self, out: TextIO, *, enabled: bool = True, interval_s: float = 0.2) -> None:
         self._out = out
         self._enabled = enabled
         self._tty = enabled and out.isatty()
         self._interval = interval_s
+        self._lock = threading.Lock()
         self._totals: dict[str, int] = {}
         self._done: dict[str, int] = {}
         self._started: dict[str, float] = {}
-        self._current: str | None = None
+        self._ended: dict[str, float] = {}
+        self._closed: set[str] = set()
         self._drawn = 0.0
-        self._last = time.monotonic()
+        self._width = 0  # of the line drawn in place, to blank it
 
     def start(self, totals: Mapping[str, int]) -> None:
-        self._totals = dict(totals)
-        self._last = time.monotonic()
+        with self._lock:
+            self._totals = dict(totals)
+
+    def begin(self, model: str) -> None:
+        if model not in self._started:
+            with self._lock:
+                self._started.setdefault(model, time.monotonic())
 
     def advance(self, model: str, count: int) -> None:
-        if model != self._current:
-            self._close_line()
-            self._current = model
-            # Models are written one after another: this one started when the last one's batch ended.
-            self._started.setdefault(model, self._last)
-        self._done[model] = self._done.get(model, 0) + count
-        now = time.monotonic()
-        self._last = now
-        if self._tty and now - self._drawn >= self._interval:
-            self._draw(model, end="")
-            self._drawn = now
+        with self._lock:
+            now = time.monotonic()
+            self._started.setdefault(model, now)
+            self._done[model] = done = self._done.get(model, 0) + count
+            self._ended[model] = now
+            if done >= self._totals.get(model, 0):
+                self._close(model)
+            elif self._tty and now - self._drawn >= self._interval:
+                line = self._line(model)
+                self._out.write("\r" + line.ljust(self._width))
+                self._out.flush()
+                self._width = len(line)
+                self._drawn = now
 
     def finish(self) -> None:
-        self._close_line()
+        """Print the lines of the models begun and not done (an import that failed)."""
+        with self._lock:
+            for model in list(self._started):
+                if model in self._done:
+                    self._close(model)
 
-    def _close_line(self) -> None:
-        if self._current is not None and self._enabled:
-            self._draw(self._current, end="\n")
-        self._current = None
+    def _close(self, model: str) -> None:
+        if model in self._closed or not self._enabled:
+            return
+        self._closed.add(model)
+        line = self._line(model)
+        self._out.write(("\r" + line.ljust(self._width) if self._tty else line) + "\n")
+        self._out.flush()
+        self._width = 0
 
-    def _draw(self, model: str, *, end: str) -> None:
+    def _line(self, model: str) -> str:
         done, total = self._done.get(model, 0), self._totals.get(model, 0)
         # Up to the model's last batch (a closed line must not count what came after it).
-        elapsed = max(self._last - self._started.get(model, self._last), 1e-6)
+        elapsed = max(self._ended.get(model, 0.0) - self._started.get(model, 0.0), 1e-6)
         percent = f"{100 * done // total:3d}%" if total else "   -"
-        line = (
+        return (
             f"  {model:<32} {done:>10,}/{total:<10,} {percent}  {done / elapsed:>10,.0f}/s {elapsed:>8.2f} s"
         )
-        self._out.write(("\r" if self._tty else "") + line + end)
-        self._out.flush()
 
 
 def print_summary(summary: ImportSummary, findings: FindingsLog, out: TextIO) -> None:

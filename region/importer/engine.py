@@ -8,10 +8,12 @@ twice) and goes on from the first batch that was not recorded.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,12 +23,21 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from region.importer.errors import BatchFailed, ControlUnreachable, ReplayMismatch, WriteFailed
+from region.importer.lanes import (
+    DEFERRED,
+    FIRST_PASS,
+    REGION,
+    LaneBoard,
+    LaneStopped,
+    lane_models,
+    lane_of,
+)
 from region.importer.options import ImportOptions
 from region.importer.pipeline import PreparedBatch, may_overlap
 from region.importer.ports import Ledger, Progress, SlugReserver, Writer
 from region.importer.prepare import Preparer
 from region.importer.scan import Scan
-from region.importer.spool import read_spool
+from region.importer.spool import SpoolPart, read_spool
 from shared.errors import SharedError
 from shared.relocation.batch import Batch, BatchOptions, BatchResult, Row, WriteRefused
 from shared.relocation.findings import Finding, FindingsLog
@@ -95,8 +106,14 @@ class _Batch:
     records: list[tuple[Record, int]]
 
 
-#: Most batches being written at once.
+#: Most batches being written at once (in each lane).
 MAX_IN_FLIGHT = 2
+
+
+@functools.cache
+def _elsewhere(spec: ModelSpec, lane: str | None) -> tuple[str, ...]:
+    """The models of the other first-pass lane that ``spec``'s model refers to."""
+    return tuple(sorted(t for t in spec.targets if (other := lane_of(t)) != lane and other in FIRST_PASS))
 
 
 class ImportEngine:
@@ -129,6 +146,9 @@ class ImportEngine:
         self._org_slugs: dict[int, str] = {}
         #: Export pk -> ordinal of each organization (for findings about its final slug).
         self._org_ordinals: dict[int, int] = {}
+        #: Set while the first pass is written in lanes (``_write_in_lanes``).
+        self._board: LaneBoard | None = None
+        self._tally = threading.Lock()
 
     def run(self, scan: Scan) -> ImportSummary:
         resumed = self._ledger.begin(self.options, scan.digest)
@@ -143,22 +163,10 @@ class ImportEngine:
         )
         preparer = Preparer(self.options, scan, self._pkmap, self._clock())
         try:
-            # The deferred models' records (a small part of an export) are kept in a private temporary
-            # file by the first pass, so the second pass does not read and parse the whole export again.
-            with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-                with self._records(scan) as records:
-                    self._write_all(
-                        self._batches(records, deferred=False, summary=summary, spool=spool),
-                        preparer,
-                        summary,
-                    )
-                self._settle()  # control has every member before it renames organizations
-                self._final_slugs()
-                spool.seek(0)
-                self._write_all(
-                    self._batches(_unspool(spool), deferred=True, summary=summary), preparer, summary
-                )
-                self._settle()
+            if scan.spool is not None and not self.options.row_by_row:
+                self._write_in_lanes(scan, preparer, summary)
+            else:
+                self._write_in_file_order(scan, preparer, summary)
         except BaseException:
             try:
                 self._settle(FAILURE_SETTLE_S)  # what was committed is still delivered, if it is quick
@@ -177,6 +185,86 @@ class ImportEngine:
         ]
         self._ledger.finish(self.options.import_id, summary.to_json())
         return summary
+
+    def _write_in_file_order(self, scan: Scan, preparer: Preparer, summary: ImportSummary) -> None:
+        """One batch after another, as the export lists them (the per-row baseline, and an import whose
+        check pass could not keep its records)."""
+        # The deferred models' records (a small part of an export) are kept in a private temporary
+        # file by the first pass, so the second pass does not read and parse the whole export again.
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+            with self._records(scan) as records:
+                self._write_all(
+                    self._batches(records, deferred=False, summary=summary, spool=spool), preparer, summary
+                )
+            self._settle()  # control has every member before it renames organizations
+            self._final_slugs()
+            spool.seek(0)
+            self._write_all(self._batches(_unspool(spool), deferred=True, summary=summary), preparer, summary)
+            self._settle()
+
+    def _write_in_lanes(self, scan: Scan, preparer: Preparer, summary: ImportSummary) -> None:
+        """Control's models and the region's at the same time, a thread each (``region.importer.lanes``);
+        the region's lane reserves the organizations' slugs once it is done, while control's may go on.
+        The deferred models come last. After a lane fails, the other stops before its next batch."""
+        spool = scan.spool
+        assert spool is not None
+        board = self._board = LaneBoard(scan.counts)
+        failures: list[BaseException] = []
+
+        def write_lane(lane: str) -> None:
+            try:
+                records = self._lane_records(spool, lane, lane_models(scan.counts, lane), board)
+                self._write_all(
+                    self._batches(records, deferred=False, summary=summary), preparer, summary, lane
+                )
+                if lane == REGION:
+                    self._writers[Silo.REGION].settle()  # control has every member before the slug step
+                    self._final_slugs()
+            except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread, which raises it
+                failures.append(exc)
+                board.stop()
+
+        threads = [
+            threading.Thread(target=write_lane, args=(lane,), name=f"import-{lane}") for lane in FIRST_PASS
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # an interrupt: the lanes stop after the batches they are writing
+            board.stop()
+            for thread in threads:
+                thread.join()
+            raise
+        if failures:
+            raise next((exc for exc in failures if not isinstance(exc, LaneStopped)), failures[0])
+        self._settle()
+        deferred = itertools.chain.from_iterable(
+            read_spool(spool, key) for key in lane_models(scan.counts, DEFERRED)
+        )
+        self._write_all(self._batches(deferred, deferred=True, summary=summary), preparer, summary)
+        self._settle()
+
+    def _lane_records(
+        self, spool: tuple[SpoolPart, ...], lane: str, keys: list[str], board: LaneBoard
+    ) -> Iterator[Record]:
+        """The lane's records, a model at a time: the first one ready (``region.importer.lanes``), or
+        else the first one listed, whose batches then wait for it to be."""
+        pending = list(keys)
+
+        def ready(key: str) -> bool:
+            spec = lookup(key)
+            if spec is None:
+                return True
+            if any(target in pending for target in spec.targets):
+                return False
+            return board.complete(_elsewhere(spec, lane))
+
+        while pending:
+            key = next((k for k in pending if ready(k)), pending[0])
+            pending.remove(key)
+            yield from read_spool(spool, key)
 
     @contextmanager
     def _records(self, scan: Scan) -> Iterator[Iterator[Record]]:
@@ -197,7 +285,6 @@ class ImportEngine:
             self.options.import_id, {new: self._pkmap.value(ORGANIZATION, old) or "" for old, new in imported}
         )
         for old, new in imported:
-            kind = self._pkmap.kind(ORGANIZATION, old) or ImportKind.INSERTED
             asked = self._pkmap.value(ORGANIZATION, old) or ""
             slug = final.get(new)
             if slug is not None and slug != asked:
@@ -211,7 +298,8 @@ class ImportEngine:
                         f"slug {asked!r} is held by an organization in another region; imported as {slug!r}",
                     )
                 )
-            self._pkmap.insert(ORGANIZATION, old, new, kind, slug)
+            if slug:  # only the value changes: control's lane may be reading the organizations' pks
+                self._pkmap.set_value(ORGANIZATION, old, slug)
 
     # ---- batching -----------------------------------------------------------------------------------
 
@@ -233,18 +321,18 @@ class ImportEngine:
         for model, run in itertools.groupby(numbered(), key=lambda pair: pair[0].model):
             spec = lookup(model)
             while chunk := list(itertools.islice(run, self.options.batch_size)):
+                # (a skipped model's records are never spooled for the deferred pass, and in lanes the
+                # deferred pass is the first to see the deferred models: each is reported once)
                 if spec is None:
-                    if not deferred:
-                        self._skip_model(model, len(chunk), "siloport does not know this model", summary)
+                    self._skip_model(model, len(chunk), "siloport does not know this model", summary)
                     continue
                 if spec.scope not in self.options.scope.admits:
-                    if not deferred:
-                        self._skip_model(
-                            model,
-                            len(chunk),
-                            f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
-                            summary,
-                        )
+                    self._skip_model(
+                        model,
+                        len(chunk),
+                        f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
+                        summary,
+                    )
                     continue
                 if spec.deferred == deferred:
                     yield _Batch(spec, chunk)
@@ -254,6 +342,8 @@ class ImportEngine:
 
     def _skip_model(self, model: str, count: int, reason: str, summary: ImportSummary) -> None:
         summary.models.setdefault(model, ModelStats()).skipped += count
+        if self._board is not None:
+            self._board.passed(model, count)
         if model not in self._reported:
             self._reported.add(model)
             self._findings.add(Finding("skipped_model", model, 0, None, None, reason))
@@ -264,7 +354,9 @@ class ImportEngine:
         for writer in self._writers.values():
             writer.settle(timeout_s)
 
-    def _write_all(self, batches: Iterator[_Batch], preparer: Preparer, summary: ImportSummary) -> None:
+    def _write_all(
+        self, batches: Iterator[_Batch], preparer: Preparer, summary: ImportSummary, lane: str | None = None
+    ) -> None:
         """Write the batches in order while the next ones are read and prepared.
 
         A batch is in flight while the next is prepared, unless the next needs primary keys it brings.
@@ -272,14 +364,28 @@ class ImportEngine:
         both at once: control's, or the region's on PostgreSQL; or the two go to different silos), when
         its model does not refer to the other's and the two share no unique key value, so their
         outcomes cannot depend on which commits first (``may_overlap``). Results are taken in order;
-        after a failure at most the one batch sent after it is written too, and a rerun replays it."""
+        after a failure at most the one batch sent after it is written too, and a rerun replays it.
+
+        In a ``lane``, a batch whose model refers to a model of the other lane waits until that model
+        is complete, having first taken the results of its own batches in flight (the other lane may
+        be waiting for them)."""
         if self.options.row_by_row:  # the per-row baseline works one step at a time, as Sentry does
             for batch in batches:
+                self._progress.begin(batch.spec.name)
                 self._apply(self._prepare(batch, preparer), None, summary)
             return
+        board = self._board if lane is not None else None
         flights: deque[tuple[PreparedBatch, Future[BatchResult] | None]] = deque()
         with ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="import-write") as pool:
             for batch in batches:
+                if board is not None:
+                    board.check()
+                    elsewhere = _elsewhere(batch.spec, lane)
+                    if elsewhere and not board.complete(elsewhere):
+                        while flights:
+                            self._apply(*flights.popleft(), summary)
+                        board.wait_for(elsewhere)
+                self._progress.begin(batch.spec.name)
                 # preparing the next batch looks up the primary keys of the models it points at
                 while flights and any(f.spec.name in batch.spec.targets for f, _sent in flights):
                     self._apply(*flights.popleft(), summary)
@@ -342,11 +448,14 @@ class ImportEngine:
                 stats.add(entry.kind)
             for finding in result.findings:
                 self._findings.add(finding)
-            if result.replayed:
-                summary.replayed_batches += 1
-            else:
-                summary.written_batches += 1
+            with self._tally:  # the lanes' threads count into one summary
+                if result.replayed:
+                    summary.replayed_batches += 1
+                else:
+                    summary.written_batches += 1
         self._progress.advance(spec.name, prepared.records)
+        if self._board is not None:
+            self._board.passed(spec.name, prepared.records)
 
     def _batch_options(self) -> BatchOptions:
         return BatchOptions(
@@ -405,10 +514,11 @@ class ImportEngine:
                 position,
                 spec.name,
                 pk,
-                f"{message}. Batches before it are written (and perhaps the next one, which a rerun "
-                f"replays); fix it and {resume}",
+                f"{message}. What the import wrote before it stopped stays written and recorded (a "
+                f"rerun replays it); fix it and {resume}",
             )
         return WriteFailed(
             f"{position}: writing {spec.name} from #{batch.first_ordinal} failed: {message}; "
-            f"batches before it are written (and perhaps the next one, which a rerun replays); {resume}"
+            "what the import wrote before it stopped stays written and recorded (a rerun replays it); "
+            f"{resume}"
         )

@@ -47,7 +47,13 @@ class SlugReserver(Protocol):
 
 
 class Progress(Protocol):
+    """Called from the threads of the import's lanes at once."""
+
     def start(self, totals: Mapping[str, int]) -> None: ...
+
+    def begin(self, model: str) -> None:
+        """A batch of ``model`` is being taken (its first starts the model's clock)."""
+        ...
 
     def advance(self, model: str, count: int) -> None: ...
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from region.importer.errors import NotAnExport
+from region.importer.lanes import spool_key
 from region.importer.options import ImportOptions
 from region.importer.spool import SpoolPart, SpoolWriter
 from shared.relocation.pkmap import PkSet
@@ -267,7 +268,7 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions, *, spool: P
     if spool is None:
         checker.run(records)
         return checker.result(hashing.digest.hexdigest())
-    writer = SpoolWriter(spool)
+    writer = SpoolWriter(spool, spool_key)
     try:
         checker.run(writer.passing(records))
     finally:
@@ -419,7 +420,7 @@ def _scan_halves(
 ) -> Scan:
     half, receiving = started
     began = time.monotonic()
-    writer = None if spool_dir is None else SpoolWriter(spool_dir / "first.spool")
+    writer = None if spool_dir is None else SpoolWriter(spool_dir / "first.spool", spool_key)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="scan-hash") as hashing:
             digest = hashing.submit(_hash_file, path, bom)
@@ -482,7 +483,7 @@ def _check_tail(job: _TailJob, sending: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the first process's to handle
     try:
         checker = _Checker(job.source, job.options)
-        writer = None if job.spool is None else SpoolWriter(job.spool)
+        writer = None if job.spool is None else SpoolWriter(job.spool, spool_key)
         with job.path.open("rb") as raw:
             raw.seek(job.offset)
             with io.TextIOWrapper(raw, encoding="utf-8", newline="") as stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class FindingsLog:
         self.errors: list[Finding] = []
         self._file: IO[str] | None = None
         self._first = True
+        self._lock = threading.Lock()  # the import's lanes add findings at the same time
 
     def __enter__(self) -> FindingsLog:
         if self.path is not None:
@@ -62,13 +64,14 @@ class FindingsLog:
         return self
 
     def add(self, finding: Finding) -> None:
-        self.counts[finding.kind] += 1
-        if finding.kind == "error":
-            self.errors.append(finding)
-        if self._file is not None:
-            self._file.write("\n  " if self._first else ",\n  ")
-            self._file.write(json.dumps(finding.to_json(), sort_keys=True, ensure_ascii=False))
-            self._first = False
+        with self._lock:
+            self.counts[finding.kind] += 1
+            if finding.kind == "error":
+                self.errors.append(finding)
+            if self._file is not None:
+                self._file.write("\n  " if self._first else ",\n  ")
+                self._file.write(json.dumps(finding.to_json(), sort_keys=True, ensure_ascii=False))
+                self._first = False
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

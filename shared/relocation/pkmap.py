@@ -163,6 +163,10 @@ class PrimaryKeyMap:
         if value:
             self._values[model][old] = value
 
+    def set_value(self, model: str, old: int, value: str) -> None:
+        """Replace the unique value of an instance already mapped (its pk and kind stay)."""
+        self._values[model][old] = value
+
     def get(self, model: str, old: int) -> int | None:
         return self._pks[model].get(old)
 

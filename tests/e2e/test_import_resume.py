@@ -241,7 +241,7 @@ def test_a_refused_control_row_with_the_next_batch_in_flight_resumes_to_one_clea
         failed = run_import(silos, region_db, "organizations", source, *args, cwd=tmp_path)
         assert failed.returncode == 4, failed.stderr
         assert "sentry.user #3 (pk 3): the database refused it" in failed.stderr
-        assert "perhaps the next one, which a rerun replays" in failed.stderr
+        assert "stays written and recorded (a rerun replays it)" in failed.stderr
         state = Imported.read(control_db, region_db, import_id)
         written = set(state.entries["sentry.user"])
         state.close()

@@ -107,3 +107,14 @@ def test_two_pk_sets_are_disjoint_exactly_when_python_sets_are() -> None:
                 plain.add(pk)
         assert left.isdisjoint(right) == plain_left.isdisjoint(plain_right), (plain_left, plain_right)
         assert right.isdisjoint(left) == plain_left.isdisjoint(plain_right)
+
+
+def test_a_new_value_leaves_the_pk_and_kind_as_they_were() -> None:
+    """The slug step records an organization's final slug while control's lane may read its pk."""
+    pkmap = PrimaryKeyMap()
+    pkmap.insert("sentry.organization", 5, 50, ImportKind.EXISTING, "acme")
+    pkmap.set_value("sentry.organization", 5, "acme-2")
+    assert pkmap.value("sentry.organization", 5) == "acme-2"
+    assert pkmap.get("sentry.organization", 5) == 50
+    assert pkmap.kind("sentry.organization", 5) is ImportKind.EXISTING
+    assert pkmap.entries("sentry.organization") == [(5, 50)]

@@ -1,0 +1,264 @@
+"""The import's lanes: control's models and the region's are written by a thread each, a batch whose
+model refers to a model of the other lane waits until that model is complete, and a failure in one lane
+stops the other. The engine runs here against writers that stand in for the two silos (the end-to-end
+tests run it against real ones)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from region.importer.engine import ImportEngine
+from region.importer.lanes import CONTROL, REGION, LaneBoard, LaneStopped, lane_models, lane_of, spool_key
+from region.importer.options import ImportOptions
+from region.importer.scan import Scan, scan_file
+from shared.relocation.batch import Batch, BatchResult, Entry
+from shared.relocation.findings import FindingsLog
+from shared.relocation.pkmap import ImportKind
+from shared.relocation.registry import lookup
+from shared.relocation.spec import ImportScope, Silo
+from tests.exports import generate, write_export
+
+IMPORT_ID = "00000000-0000-0000-0000-00000000000a"
+
+
+def test_each_model_has_one_lane_and_unknown_ones_share_a_spool_file() -> None:
+    assert lane_of("sentry.user") == CONTROL
+    assert lane_of("sentry.organizationmember") == REGION
+    assert lane_of("sentry.orgauthtoken") == "deferred"
+    assert lane_of("sentry.nosuchmodel") == REGION  # skipped there, with a finding
+    assert spool_key("sentry.nosuchmodel") == spool_key("acme.widget") == "unknown"
+    counts = {"sentry.user": 2, "acme.widget": 1, "sentry.organization": 1, "sentry.nosuchmodel": 3}
+    assert lane_models(counts, REGION) == ["unknown", "sentry.organization"]
+    assert lane_models(counts, CONTROL) == ["sentry.user"]
+
+
+def test_the_board_wakes_a_waiting_lane_when_a_model_completes_or_another_lane_fails() -> None:
+    board = LaneBoard({"sentry.user": 3, "sentry.team": 1})
+    assert board.complete(["sentry.organization"])  # not in the export: nothing to wait for
+    assert not board.complete(["sentry.user"])
+    woke: list[str] = []
+
+    def waiter() -> None:
+        board.wait_for(["sentry.user"])
+        woke.append("complete")
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    board.passed("sentry.user", 2)
+    time.sleep(0.05)
+    assert woke == []  # one instance still to come
+    board.passed("sentry.user", 1)
+    thread.join(5)
+    assert woke == ["complete"]
+
+    stopped: list[BaseException] = []
+
+    def stopped_waiter() -> None:
+        try:
+            board.wait_for(["sentry.team"])
+        except LaneStopped as exc:
+            stopped.append(exc)
+
+    thread = threading.Thread(target=stopped_waiter)
+    thread.start()
+    time.sleep(0.05)
+    board.stop()
+    thread.join(5)
+    assert not thread.is_alive() and len(stopped) == 1
+    with pytest.raises(LaneStopped):
+        board.check()
+
+
+@dataclass
+class Log:
+    """Every write of both stand-in silos: (silo, model, first ordinal, rows, started, ended)."""
+
+    writes: list[tuple[Silo, str, int, int, float, float]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class StandInWriter:
+    """Gives each row the next pk; slow when asked, and failing at one batch when asked."""
+
+    def __init__(self, silo: Silo, log: Log, *, delay_s: float = 0.0, fail: tuple[str, int] | None = None):
+        self.silo = silo
+        self.log = log
+        self.delay_s = delay_s
+        self.fail = fail
+        self._next = 1000
+        self._lock = threading.Lock()
+
+    @property
+    def overlaps(self) -> bool:
+        return True
+
+    def write(self, batch: Batch) -> BatchResult:
+        started = time.monotonic()
+        if self.fail == (batch.model, batch.first_ordinal):
+            raise RuntimeError(f"{self.silo.value} stand-in refuses {batch.model} #{batch.first_ordinal}")
+        time.sleep(self.delay_s)
+        with self._lock:
+            first = self._next
+            self._next += len(batch.rows)
+        entries = tuple(
+            Entry(row.old_pk, first + i, ImportKind.INSERTED, row.values.get("slug"))
+            for i, row in enumerate(batch.rows)
+        )
+        with self.log.lock:
+            self.log.writes.append(
+                (self.silo, batch.model, batch.first_ordinal, len(batch.rows), started, time.monotonic())
+            )
+        return BatchResult(entries)
+
+    def settle(self, timeout_s: float | None = None) -> None:
+        pass
+
+
+class StandInLedger:
+    def __init__(self) -> None:
+        self.finished = False
+        self.failed = False
+
+    def begin(self, options: ImportOptions, digest: str) -> bool:
+        return False
+
+    def finish(self, import_id: str, summary: Mapping[str, object]) -> None:
+        self.finished = True
+
+    def fail(self, import_id: str) -> None:
+        self.failed = True
+
+
+class QuietProgress:
+    def start(self, totals: Mapping[str, int]) -> None: ...
+
+    def begin(self, model: str) -> None: ...
+
+    def advance(self, model: str, count: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class EchoSlugs:
+    """Every organization keeps the slug it asked for; records when it was asked."""
+
+    def __init__(self) -> None:
+        self.asked_at: float | None = None
+
+    def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        self.asked_at = time.monotonic()
+        return dict(wanted)
+
+
+@dataclass
+class Run:
+    engine: ImportEngine
+    scan: Scan
+    counts: dict[str, int]
+    ledger: StandInLedger
+    slugs: EchoSlugs
+
+
+def lanes_run(
+    tmp_path: Path, control: StandInWriter, region: StandInWriter, *, orgs: int = 8, batch_size: int = 3
+) -> Run:
+    source = write_export(tmp_path / "export.json", generate(orgs=orgs, members=3, teams=2, projects=2))
+    options = ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id=IMPORT_ID, batch_size=batch_size)
+    scan = scan_file(source, "export.json", options, spool_dir=tmp_path)
+    assert scan.spool is not None  # the engine writes in lanes only from the kept records
+    ledger, slugs = StandInLedger(), EchoSlugs()
+    engine = ImportEngine(
+        options,
+        open_source=lambda: source.open(encoding="utf-8"),
+        source_name="export.json",
+        writers={Silo.CONTROL: control, Silo.REGION: region},
+        ledger=ledger,
+        progress=QuietProgress(),
+        findings=FindingsLog(None),
+        slugs=slugs,
+    )
+    return Run(engine, scan, dict(scan.counts), ledger, slugs)
+
+
+def run_engine(run: Run) -> BaseException | None:
+    """Run the import on a thread of its own, so a deadlock fails the test instead of hanging it."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            run.engine.run(run.scan)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the import's lanes did not finish: deadlock"
+    return outcome[0]
+
+
+def test_lanes_write_everything_once_and_wait_only_for_models_of_the_other_lane(tmp_path: Path) -> None:
+    log = Log()
+    control = StandInWriter(Silo.CONTROL, log, delay_s=0.01)
+    region = StandInWriter(Silo.REGION, log)
+    run = lanes_run(tmp_path, control, region)
+    assert run_engine(run) is None
+    assert run.ledger.finished
+
+    written: dict[str, int] = {}
+    for _silo, model, _first, rows, _started, _ended in log.writes:
+        written[model] = written.get(model, 0) + rows
+    assert written == run.counts  # every instance once, none twice
+
+    ends: dict[str, float] = {}
+    for _silo, model, _first, _rows, _started, ended in log.writes:
+        ends[model] = max(ends.get(model, 0.0), ended)
+    for silo, model, first, _rows, started, _ended in log.writes:
+        spec = lookup(model)
+        assert spec is not None and spec.silo is silo
+        for target in spec.targets:
+            if target in ends:  # every batch of the model it refers to was written before it started
+                assert started >= ends[target], f"{model} #{first} started before {target} was complete"
+    # Both directions cross: members refer to control's users, user options to the region's organizations.
+    assert {"sentry.organizationmember", "sentry.useroption"} <= written.keys()
+
+    # The region's organizations, teams and projects did not wait for control's users.
+    region_starts = [started for silo, _m, _f, _r, started, _e in log.writes if silo is Silo.REGION]
+    assert min(region_starts) < ends["sentry.user"]
+    # The slug step ran once the region's lane was done, and before the deferred models.
+    assert run.slugs.asked_at is not None
+    assert run.slugs.asked_at >= max(e for s, _m, _f, _r, _st, e in log.writes if s is Silo.REGION)
+
+
+def test_a_failure_in_control_s_lane_stops_the_region_s_and_is_the_error_raised(tmp_path: Path) -> None:
+    log = Log()
+    control = StandInWriter(Silo.CONTROL, log, fail=("sentry.user", 7))
+    region = StandInWriter(Silo.REGION, log, delay_s=0.01)
+    run = lanes_run(tmp_path, control, region)
+    error = run_engine(run)
+    assert error is not None and not isinstance(error, LaneStopped)
+    assert "control stand-in refuses sentry.user #7" in str(error)
+    assert run.ledger.failed and not run.ledger.finished
+    models = {model for _s, model, _f, _r, _st, _e in log.writes}
+    # Members wait for every user, which never came: the region's lane stopped before writing them.
+    assert "sentry.organizationmember" not in models
+    assert run.slugs.asked_at is None
+
+
+def test_a_failure_in_the_region_s_lane_stops_control_s_before_its_next_batch(tmp_path: Path) -> None:
+    log = Log()
+    control = StandInWriter(Silo.CONTROL, log, delay_s=0.02)
+    region = StandInWriter(Silo.REGION, log, fail=("sentry.organization", 1))
+    run = lanes_run(tmp_path, control, region, orgs=20)
+    error = run_engine(run)
+    assert error is not None and "region stand-in refuses sentry.organization #1" in str(error)
+    control_batches = [w for w in log.writes if w[0] is Silo.CONTROL]
+    user_batches = -(-run.counts["sentry.user"] // 3)
+    assert len(control_batches) < user_batches  # stopped long before its users were all written
