@@ -332,8 +332,9 @@ def report(figures: Figures) -> None:
         rate = done / seconds if seconds else 0.0
         print(f"   {model:<32} {done:>10,} {seconds:>8.2f} {rate:>9,.0f}")
     print(
-        "   (a model's seconds run from the end of the previous model's last batch; the last line "
-        "also holds the global slug step and the second pass over the deferred records)",
+        "   (a model's seconds run from its first batch taken to its last batch written; control's "
+        "and the region's models are written at the same time, so the seconds overlap and do not "
+        "add up to the wall time)",
         flush=True,
     )
 
