@@ -8,6 +8,7 @@ twice) and goes on from the first batch that was not recorded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -22,7 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from region.importer.errors import BatchFailed, ControlUnreachable, ReplayMismatch, WriteFailed
+from region.importer.errors import (
+    BatchFailed,
+    ControlUnreachable,
+    ImportFailed,
+    ReplayMismatch,
+    WriteFailed,
+)
 from region.importer.lanes import (
     DEFERRED,
     FIRST_PASS,
@@ -179,6 +186,11 @@ class ImportEngine:
             raise
         finally:
             self._progress.finish()
+        # in the order the export lists the models, whichever lane got to one first
+        listed = {model: position for position, model in enumerate(scan.counts)}
+        summary.models = dict(
+            sorted(summary.models.items(), key=lambda item: listed.get(item[0], len(listed)))
+        )
         summary.organizations = [
             (self._org_slugs.get(old, ""), slug)
             for old, slug in sorted(self._pkmap.values(ORGANIZATION).items())
@@ -215,10 +227,20 @@ class ImportEngine:
             try:
                 records = self._lane_records(spool, lane, lane_models(scan.counts, lane), board)
                 self._write_all(
-                    self._batches(records, deferred=False, summary=summary), preparer, summary, lane
+                    self._batches(records, deferred=False, summary=summary, runs=True),
+                    preparer,
+                    summary,
+                    lane,
                 )
+                short = board.finish(m for m in scan.counts if lane_of(m) == lane)
+                if short:
+                    raise ImportFailed(
+                        f"internal error: the import read fewer instances of {', '.join(short)} than the "
+                        "check pass counted; nothing more is written (a rerun replays what was)"
+                    )
                 if lane == REGION:
                     self._writers[Silo.REGION].settle()  # control has every member before the slug step
+                    board.check()  # no slugs are reserved for an import control's lane failed
                     self._final_slugs()
             except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread, which raises it
                 failures.append(exc)
@@ -227,15 +249,17 @@ class ImportEngine:
         threads = [
             threading.Thread(target=write_lane, args=(lane,), name=f"import-{lane}") for lane in FIRST_PASS
         ]
-        for thread in threads:
-            thread.start()
         try:
+            for thread in threads:
+                thread.start()
             for thread in threads:
                 thread.join()
         except BaseException:  # an interrupt: the lanes stop after the batches they are writing
             board.stop()
             for thread in threads:
-                thread.join()
+                while thread.is_alive():  # a second interrupt does not leave them writing unwatched
+                    with contextlib.suppress(KeyboardInterrupt):
+                        thread.join()
             raise
         if failures:
             raise next((exc for exc in failures if not isinstance(exc, LaneStopped)), failures[0])
@@ -310,7 +334,12 @@ class ImportEngine:
         deferred: bool,
         summary: ImportSummary,
         spool: TextIO | None = None,
+        runs: bool = False,
     ) -> Iterator[_Batch]:
+        """The stream's batches: a model's consecutive records, at most ``batch_size`` a batch. With
+        ``runs`` (a lane, which reads a model's records from its own file) a batch also ends where the
+        export listed another model's records in between, so that the batches, and the ordinals a
+        resumed import finds recorded, are those of a pass in file order."""
         ordinals: dict[str, int] = {}
 
         def numbered() -> Iterator[tuple[Record, int]]:
@@ -318,7 +347,20 @@ class ImportEngine:
                 ordinals[record.model] = ordinals.get(record.model, 0) + 1
                 yield record, ordinals[record.model]
 
-        for model, run in itertools.groupby(numbered(), key=lambda pair: pair[0].model):
+        def model_of(pair: tuple[Record, int]) -> object:
+            return pair[0].model
+
+        last = [-2, 0]  # a lane's previous record index, its run's number
+
+        def run_of(pair: tuple[Record, int]) -> object:
+            record = pair[0]
+            if record.index != last[0] + 1:
+                last[1] += 1
+            last[0] = record.index
+            return record.model, last[1]
+
+        for key, run in itertools.groupby(numbered(), key=run_of if runs else model_of):
+            model = key[0] if isinstance(key, tuple) else str(key)
             spec = lookup(model)
             while chunk := list(itertools.islice(run, self.options.batch_size)):
                 # (a skipped model's records are never spooled for the deferred pass, and in lanes the
@@ -376,34 +418,61 @@ class ImportEngine:
             return
         board = self._board if lane is not None else None
         flights: deque[tuple[PreparedBatch, Future[BatchResult] | None]] = deque()
+        stopped: LaneStopped | None = None
         with ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="import-write") as pool:
-            for batch in batches:
+            try:
+                self._write_pipelined(batches, preparer, summary, lane=lane, pool=pool, flights=flights)
+            except LaneStopped as exc:
+                stopped = exc
+            except BaseException:
                 if board is not None:
-                    board.check()
-                    elsewhere = _elsewhere(batch.spec, lane)
-                    if elsewhere and not board.complete(elsewhere):
-                        while flights:
-                            self._apply(*flights.popleft(), summary)
-                        board.wait_for(elsewhere)
-                self._progress.begin(batch.spec.name)
-                # preparing the next batch looks up the primary keys of the models it points at
-                while flights and any(f.spec.name in batch.spec.targets for f, _sent in flights):
-                    self._apply(*flights.popleft(), summary)
-                prepared = self._prepare(batch, preparer)
-                concurrent = self._writers[prepared.spec.silo].overlaps
-                while flights and not (
-                    len(flights) < MAX_IN_FLIGHT
-                    and all(may_overlap(f, prepared, concurrent=concurrent) for f, _sent in flights)
-                ):
-                    self._apply(*flights.popleft(), summary)
-                sent = (
-                    pool.submit(self._writers[prepared.spec.silo].write, prepared.batch)
-                    if prepared.batch is not None
-                    else None
-                )
-                flights.append((prepared, sent))
+                    board.stop()  # the other lane stops now, not once this lane's writes in flight end
+                raise
+        if stopped is not None:
+            # The other lane failed. The batches this lane sent are written: their findings and counts
+            # belong in the report.
             while flights:
                 self._apply(*flights.popleft(), summary)
+            raise stopped
+
+    def _write_pipelined(
+        self,
+        batches: Iterator[_Batch],
+        preparer: Preparer,
+        summary: ImportSummary,
+        *,
+        lane: str | None,
+        pool: ThreadPoolExecutor,
+        flights: deque[tuple[PreparedBatch, Future[BatchResult] | None]],
+    ) -> None:
+        board = self._board if lane is not None else None
+        for batch in batches:
+            if board is not None:
+                board.check()
+                elsewhere = _elsewhere(batch.spec, lane)
+                if elsewhere and not board.complete(elsewhere):
+                    while flights:
+                        self._apply(*flights.popleft(), summary)
+                    board.wait_for(elsewhere)
+            self._progress.begin(batch.spec.name)
+            # preparing the next batch looks up the primary keys of the models it points at
+            while flights and any(f.spec.name in batch.spec.targets for f, _sent in flights):
+                self._apply(*flights.popleft(), summary)
+            prepared = self._prepare(batch, preparer)
+            concurrent = self._writers[prepared.spec.silo].overlaps
+            while flights and not (
+                len(flights) < MAX_IN_FLIGHT
+                and all(may_overlap(f, prepared, concurrent=concurrent) for f, _sent in flights)
+            ):
+                self._apply(*flights.popleft(), summary)
+            sent = (
+                pool.submit(self._writers[prepared.spec.silo].write, prepared.batch)
+                if prepared.batch is not None
+                else None
+            )
+            flights.append((prepared, sent))
+        while flights:
+            self._apply(*flights.popleft(), summary)
 
     def _prepare(self, batch: _Batch, preparer: Preparer) -> PreparedBatch:
         spec = batch.spec

@@ -87,6 +87,17 @@ class LaneBoard:
             if self._stopped:
                 raise LaneStopped("stopped: another lane of the import failed")
 
+    def finish(self, models: Iterable[str]) -> list[str]:
+        """A lane has read all its records: its ``models`` are complete, so no lane waits on them any
+        longer. Returns those that were not (the check pass counted more instances than the lane read:
+        an internal fault, which the caller reports)."""
+        with self._changed:
+            short = [m for m in models if self._left.get(m, 0) > 0]
+            for model in short:
+                self._left[model] = 0
+            self._changed.notify_all()
+            return short
+
     def check(self) -> None:
         """LaneStopped once another lane failed."""
         if self._stopped:

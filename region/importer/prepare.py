@@ -3,8 +3,10 @@ through the primary-key map, per-model preparation. Every instance left out beco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from region.importer.options import ImportOptions
 from region.importer.scan import Scan
@@ -18,56 +20,95 @@ from shared.relocation.spec import ImportScope, ModelSpec
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """What preparing a model's records needs to know about the model, worked out once per import."""
+
+    #: (field, target model, nullable, drop when the user was merged into an existing one)
+    foreign_keys: tuple[tuple[str, str, bool, bool], ...]
+    hook: Callable[[dict[str, Any], ImportScope, datetime], None] | None
+    keep_pk: bool
+    #: The import keeps only some of this model's instances (a filter or the users the export names).
+    filtered: bool
+    #: Organization auth tokens are minted for their organization's final slug.
+    minted: bool
+
+
+@dataclass(frozen=True)
 class Preparer:
     options: ImportOptions
     scan: Scan
     pkmap: PrimaryKeyMap
     now: datetime
+    _plans: dict[str, _Plan] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def prepare(self, spec: ModelSpec, record: Record, ordinal: int) -> tuple[Row | None, list[Finding]]:
         """The row to write (None when the instance is left out) and the findings about it."""
-
-        def drop(kind: str, reason: str) -> tuple[None, list[Finding]]:
-            return None, [Finding(kind, spec.name, ordinal, record.pk, None, reason)]
-
-        filtered = self._filtered(spec, record)
-        if filtered:
-            return drop("filtered_out", filtered)
+        plan = self._plans.get(spec.name) or self._plan(spec)
+        if plan.filtered:
+            filtered = self._filtered(spec, record)
+            if filtered:
+                return _drop(spec, record, ordinal, "filtered_out", filtered)
         values = dict(record.fields)
         findings: list[Finding] = []
-        for fk in spec.foreign_keys:
-            old = values.get(fk.name)
+        get = self.pkmap.get
+        for name, target, nullable, merged in plan.foreign_keys:
+            old = values.get(name)
             if old is None:
                 continue
-            new = self.pkmap.get(fk.target, old)
+            new = get(target, old)
             if new is not None:
-                if (
-                    fk.target == "sentry.user"
-                    and spec.name in DROPPED_WITH_MERGED_USER
-                    and (self.pkmap.kind(fk.target, old) is ImportKind.EXISTING)
-                ):
-                    return drop(
+                if merged and self.pkmap.kind(target, old) is ImportKind.EXISTING:
+                    return _drop(
+                        spec,
+                        record,
+                        ordinal,
                         "dropped_merged",
                         f"user pk {old} was merged into an existing user, whose "
                         f"{spec.name} instances are kept instead",
                     )
-                values[fk.name] = new
+                values[name] = new
                 continue
-            why = self._missing(fk.target, old)
-            if not fk.nullable:
-                return drop("dropped_orphan", f"{fk.name} refers to {fk.target} pk {old}, which {why}")
-            reason = f"{fk.name} referred to {fk.target} pk {old}, which {why}; set to null"
+            why = self._missing(target, old)
+            if not nullable:
+                return _drop(
+                    spec,
+                    record,
+                    ordinal,
+                    "dropped_orphan",
+                    f"{name} refers to {target} pk {old}, which {why}",
+                )
+            reason = f"{name} referred to {target} pk {old}, which {why}; set to null"
             findings.append(Finding("nulled_reference", spec.name, ordinal, record.pk, None, reason))
-            values[fk.name] = None
-        prepare = PREPARERS.get(spec.name)
-        if prepare is not None:
-            prepare(values, self.options.scope, self.now)
-        hints = {}
-        if spec.name == "sentry.orgauthtoken":
+            values[name] = None
+        if plan.hook is not None:
+            plan.hook(values, self.options.scope, self.now)
+        if plan.minted:
             slug = self.pkmap.value("sentry.organization", record.fields.get("organization_id") or 0)
-            hints["org_slug"] = slug or ""
-        keep = self.options.scope is ImportScope.GLOBAL and spec.name in KEEP_PK_IN_GLOBAL
-        return Row(ordinal, record.pk, values, keep_pk=keep, hints=hints), findings
+            return Row(ordinal, record.pk, values, plan.keep_pk, {"org_slug": slug or ""}), findings
+        return Row(ordinal, record.pk, values, plan.keep_pk, {}), findings
+
+    def _plan(self, spec: ModelSpec) -> _Plan:
+        scan = self.scan
+        plan = self._plans[spec.name] = _Plan(
+            foreign_keys=tuple(
+                (
+                    fk.name,
+                    fk.target,
+                    fk.nullable,
+                    fk.target == "sentry.user" and spec.name in DROPPED_WITH_MERGED_USER,
+                )
+                for fk in spec.foreign_keys
+            ),
+            hook=PREPARERS.get(spec.name),
+            keep_pk=self.options.scope is ImportScope.GLOBAL and spec.name in KEEP_PK_IN_GLOBAL,
+            filtered=(
+                (spec.name == "sentry.user" and scan.keep_users is not None)
+                or (spec.name == "sentry.email" and scan.keep_emails is not None)
+                or (spec.name == "sentry.organization" and scan.keep_orgs is not None)
+            ),
+            minted=spec.name == "sentry.orgauthtoken",
+        )
+        return plan
 
     def _filtered(self, spec: ModelSpec, record: Record) -> str | None:
         scan = self.scan
@@ -93,3 +134,9 @@ class Preparer:
         if self.scan.counts.get(target, 0) == 0:
             return "is not in the export"
         return "was not imported (filtered out, out of scope or dropped)"
+
+
+def _drop(
+    spec: ModelSpec, record: Record, ordinal: int, kind: str, reason: str
+) -> tuple[None, list[Finding]]:
+    return None, [Finding(kind, spec.name, ordinal, record.pk, None, reason)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from region.importer.engine import ImportEngine
+from region.importer.engine import ImportEngine, ImportSummary
 from region.importer.lanes import CONTROL, REGION, LaneBoard, LaneStopped, lane_models, lane_of, spool_key
 from region.importer.options import ImportOptions
 from region.importer.scan import Scan, scan_file
@@ -64,6 +64,22 @@ def test_the_board_wakes_a_waiting_lane_when_a_model_completes_or_another_lane_f
             board.wait_for(["sentry.team"])
         except LaneStopped as exc:
             stopped.append(exc)
+
+    # A lane that read all its records and still left instances uncounted (an internal fault) says so,
+    # and whoever waits on them goes on instead of hanging.
+    short = LaneBoard({"sentry.user": 2, "sentry.email": 1})
+    short.passed("sentry.email", 1)
+    released: list[str] = []
+
+    def released_waiter() -> None:
+        short.wait_for(["sentry.user"])
+        released.append("go")
+
+    thread = threading.Thread(target=released_waiter)
+    thread.start()
+    assert short.finish(["sentry.user", "sentry.email"]) == ["sentry.user"]
+    thread.join(5)
+    assert released == ["go"] and short.complete(["sentry.user"])
 
     thread = threading.Thread(target=stopped_waiter)
     thread.start()
@@ -163,6 +179,7 @@ class Run:
     counts: dict[str, int]
     ledger: StandInLedger
     slugs: EchoSlugs
+    summary: ImportSummary | None = None
 
 
 def lanes_run(
@@ -192,7 +209,7 @@ def run_engine(run: Run) -> BaseException | None:
 
     def target() -> None:
         try:
-            run.engine.run(run.scan)
+            run.summary = run.engine.run(run.scan)
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - the test looks at it
             outcome.append(exc)
@@ -216,6 +233,8 @@ def test_lanes_write_everything_once_and_wait_only_for_models_of_the_other_lane(
     for _silo, model, _first, rows, _started, _ended in log.writes:
         written[model] = written.get(model, 0) + rows
     assert written == run.counts  # every instance once, none twice
+    assert run.summary is not None  # its table lists the models as the export does, not as lanes ended
+    assert list(run.summary.models) == list(run.counts)
 
     ends: dict[str, float] = {}
     for _silo, model, _first, _rows, _started, ended in log.writes:
@@ -262,3 +281,53 @@ def test_a_failure_in_the_region_s_lane_stops_control_s_before_its_next_batch(tm
     control_batches = [w for w in log.writes if w[0] is Silo.CONTROL]
     user_batches = -(-run.counts["sentry.user"] // 3)
     assert len(control_batches) < user_batches  # stopped long before its users were all written
+
+
+def test_a_model_listed_in_several_runs_is_batched_as_a_pass_in_file_order_would(tmp_path: Path) -> None:
+    """A resumed import finds a batch's record by the model and first ordinal, so the lanes (reading a
+    model's records from one file) must end a batch where the export listed other records in between,
+    as the pass in file order (and a run that had no spool) does."""
+    records = list(generate(orgs=8, members=3, teams=2, projects=2))
+
+    def interleaved(first: str, second: str, cut_first: int, cut_second: int) -> None:
+        at = next(i for i, r in enumerate(records) if r["model"] == first)
+        ones = [r for r in records if r["model"] == first]
+        others = [r for r in records if r["model"] == second]
+        rest = [r for r in records if r["model"] not in (first, second)]
+        mixed = ones[:cut_first] + others[:cut_second] + ones[cut_first:] + others[cut_second:]
+        records[:] = rest[:at] + mixed + rest[at:]
+
+    interleaved("sentry.projectkey", "sentry.projectteam", 5, 7)  # two models of the region's lane
+    interleaved("sentry.useroption", "sentry.projectoption", 10, 4)  # control's with the region's
+    source = write_export(tmp_path / "export.json", records)
+    options = ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id=IMPORT_ID, batch_size=3)
+
+    def batches(spool_dir: Path | None) -> list[tuple[str, int, int]]:
+        log = Log()
+        scan = scan_file(source, "export.json", options, spool_dir=spool_dir)
+        assert (scan.spool is not None) == (spool_dir is not None)
+        engine = ImportEngine(
+            options,
+            open_source=lambda: source.open(encoding="utf-8"),
+            source_name="export.json",
+            writers={
+                Silo.CONTROL: StandInWriter(Silo.CONTROL, log),
+                Silo.REGION: StandInWriter(Silo.REGION, log),
+            },
+            ledger=StandInLedger(),
+            progress=QuietProgress(),
+            findings=FindingsLog(None),
+            slugs=EchoSlugs(),
+        )
+        run = Run(engine, scan, dict(scan.counts), StandInLedger(), EchoSlugs())
+        assert run_engine(run) is None
+        return sorted((model, first, rows) for _s, model, first, rows, _st, _e in log.writes)
+
+    (tmp_path / "spool").mkdir()
+    in_lanes = batches(tmp_path / "spool")
+    assert in_lanes == batches(None)
+    # The runs split the batches: #1-#3 and #4-#5 of the project keys, then #6 on after the project
+    # teams in between; #10 of the user options alone before the project options in between.
+    assert ("sentry.projectkey", 4, 2) in in_lanes and ("sentry.projectkey", 6, 3) in in_lanes
+    assert ("sentry.useroption", 10, 1) in in_lanes and ("sentry.useroption", 11, 3) in in_lanes
+    assert ("sentry.projectoption", 4, 1) in in_lanes and ("sentry.projectoption", 5, 3) in in_lanes
