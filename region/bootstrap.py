@@ -60,8 +60,10 @@ class RegionApp:
         source_name: str,
         progress: Progress,
         findings: FindingsLog,
+        delivery_process: DeliveryProcess | None = None,
     ) -> ImportEngine:
-        """The import engine, writing region models here and control models through control."""
+        """The import engine, writing region models here and control models through control (on
+        PostgreSQL, its outbox delivered by ``delivery_process``, or one made here)."""
         if self.control is None:
             raise ControlNotConfigured("an import needs the control silo: give --control-address")
         # Each batch's messages to control (members, team memberships) are delivered on a thread of
@@ -71,7 +73,8 @@ class RegionApp:
         # On PostgreSQL the drains run in a process of their own, off the importer's interpreter.
         remote = None
         if self.engine.dialect.name == "postgresql":
-            remote = DeliveryProcess(self.settings, fallback=organizations.deliver)
+            remote = delivery_process or DeliveryProcess(self.settings)
+            remote.fallback = organizations.deliver
             self._closing.append(remote.close)
         delivery = BackgroundDelivery(
             organizations.outbox, organizations.handle, drain=None if remote is None else remote.drain

@@ -4,9 +4,11 @@ While an import writes members and team memberships, each batch's messages are d
 as the next batches are written (``shared.db.delivery.BackgroundDelivery``). Delivering is Python work
 too (claiming the shards, reading the rows back, building the calls, deleting what was delivered), and
 on a thread of the importer it shares one interpreter with the reading, preparing and writing. Here the
-delivery thread only hands each drain's bounds (shard -> newest message id at commit) to a spawned
-process, which drains them through its own engine and control client and answers with the number of
-messages delivered.
+delivery thread only hands each drain's bounds (shard -> newest message id at commit) to that process,
+which drains them through its own engine and control client and answers with the number of messages
+delivered. The import CLI starts it before the check pass, forked while the importer has one thread and
+no connection or channel open, so that it starts with every module loaded; one started at a drain (in
+tests, or replacing one that died) is spawned, since a fork would then copy threads mid-flight.
 
 Nothing is lost if that process dies: the messages are committed rows. The drain that was running
 counts as failed (the background delivery logs it; the shards it had claimed wait for their lease to
@@ -23,10 +25,12 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from region.config import RegionSettings
 from region.errors import RegionError
@@ -43,7 +47,8 @@ class DeliveryLost(RegionError):
 
 
 class DeliveryProcess:
-    """``drain(bounds)`` in a spawned process (started at the first drain; one drain at a time)."""
+    """``drain(bounds)`` in a process of its own (started by ``start`` or at the first drain; one drain at
+    a time)."""
 
     def __init__(
         self, settings: RegionSettings, *, fallback: Callable[[Mapping[Shard, int]], int] | None = None
@@ -55,6 +60,35 @@ class DeliveryProcess:
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
+        #: How the running process was started ("fork" or "spawn"), None before.
+        self.method: str | None = None
+
+    @property
+    def fallback(self) -> Callable[[Mapping[Shard, int]], int] | None:
+        return self._fallback
+
+    @fallback.setter
+    def fallback(self, drain: Callable[[Mapping[Shard, int]], int] | None) -> None:
+        self._fallback = drain
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def start(self) -> None:
+        """Start the process now instead of at the first drain. Where this process runs one thread
+        (the operating system's count, so gRPC's own threads count too), it is forked: the child has
+        every module loaded already, where a spawned one spends most of a second of CPU loading them
+        again, in the middle of the import's writes. So call this before this process opens a gRPC
+        channel or a database connection (the child opens its own). Otherwise it is spawned; where it
+        cannot be started, the first drain tries again."""
+        with self._lock:
+            if self.alive:
+                return
+            try:
+                self._launch("fork" if _forkable() else "spawn")
+            except DeliveryLost:
+                _LOGGER.info("the delivery process did not start early", exc_info=True)
 
     def drain(self, bounds: Mapping[Shard, int]) -> int:
         """Deliver these shards up to these ids; the number of messages delivered."""
@@ -84,12 +118,27 @@ class DeliveryProcess:
             self._stop(wait_s=STOP_WAIT_S)
 
     def _connected(self) -> Connection:
-        if self._connection is not None and self._process is not None and self._process.is_alive():
+        if self._connection is not None and self.alive:
             return self._connection
+        # Spawned: by now this process has threads, gRPC channels and connections a fork would copy.
+        return self._launch("spawn")
+
+    def _launch(self, method: str) -> Connection:
         self._stop(wait_s=0)
-        context = multiprocessing.get_context("spawn")  # nothing of this process's gRPC state is inherited
+        if method == "fork":
+            for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
+                with contextlib.suppress(Exception):
+                    stream.flush()
+        context = (
+            multiprocessing.get_context("fork") if method == "fork" else multiprocessing.get_context("spawn")
+        )
         ours, theirs = context.Pipe(duplex=True)
-        process = context.Process(target=_serve, args=(self._settings, theirs), name="outbox-delivery")
+        # A forked child holds a copy of our end too: it closes it, so that it reads end-of-file when
+        # this process dies (a spawned child gets only its own end).
+        parent_end = ours if method == "fork" else None
+        process = context.Process(
+            target=_serve, args=(self._settings, theirs, parent_end), name="outbox-delivery"
+        )
         try:
             process.start()
         except OSError as exc:
@@ -97,7 +146,7 @@ class DeliveryProcess:
             raise DeliveryLost(f"could not start the delivery process: {exc}") from None
         finally:
             theirs.close()
-        self._process, self._connection = process, ours
+        self._process, self._connection, self.method = process, ours, method
         return ours
 
     def _stop(self, *, wait_s: float) -> None:
@@ -114,8 +163,20 @@ class DeliveryProcess:
                 process.join()
 
 
-def _serve(settings: RegionSettings, connection: Connection) -> None:
+def _forkable() -> bool:
+    """Whether a fork copies no thread but this one (Linux tells; elsewhere, assume it would)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        return sum(1 for _ in Path("/proc/self/task").iterdir()) == 1
+    except OSError:
+        return False
+
+
+def _serve(settings: RegionSettings, connection: Connection, parent_end: Connection | None = None) -> None:
     """The delivery process: drain the bounds it is sent until it is sent None or its parent is gone."""
+    if parent_end is not None:
+        parent_end.close()
     # Ctrl-C reaches the whole process group: the importer stops this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(

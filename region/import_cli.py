@@ -12,8 +12,11 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from sqlalchemy.engine import make_url
+
 from region.bootstrap import bootstrap
 from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
+from region.delivery_process import DeliveryProcess
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.engine import ImportSummary
 from region.importer.errors import NotAnExport
@@ -148,6 +151,7 @@ def _import(
     open_source = _opener(path, source_name)
     if not args.silent:
         print(f"import id: {options.import_id}", file=out, flush=True)
+    delivery_process = _early_delivery_process(args, stack)
     # The checked records are kept beside, so that the import pass does not parse the export again.
     scan = scan_file(path, source_name, options, spool_dir=workdir)
     control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
@@ -170,8 +174,24 @@ def _import(
         source_name=source_name,
         progress=progress,
         findings=findings,
+        delivery_process=delivery_process,
     )
     return engine.run(scan)
+
+
+def _early_delivery_process(args: argparse.Namespace, stack: ExitStack) -> DeliveryProcess | None:
+    """On PostgreSQL, the process that will deliver the import's outbox, started now: forked while this
+    process has one thread and no connection or channel (``DeliveryProcess.start``), it has every
+    module loaded and its own connections ready by the time the first batch commits."""
+    if not (args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")):
+        return None  # the embedded default (SQLite) delivers in the importer
+    settings = settings_from(args)
+    if make_url(settings.db_url).get_backend_name() != "postgresql":
+        return None
+    delivery_process = DeliveryProcess(settings)
+    stack.callback(delivery_process.close)
+    delivery_process.start()
+    return delivery_process
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

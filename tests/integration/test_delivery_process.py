@@ -4,9 +4,12 @@ replaced at the next drain, and closing stops it."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,6 +125,74 @@ def test_members_reach_control_through_the_delivery_process(postgres: PostgresSe
         client.close()
         control.stop()
         region.dispose()
+
+
+def early_fork_main() -> None:
+    """Run by the test below in a fresh interpreter (argv: control address, region database URL): start
+    the delivery process first, as the import CLI does before its check pass, then write two
+    organizations' members and print (start method, delivered, the child's pid, this pid) as JSON."""
+    control_address, region_db = sys.argv[1:3]
+    remote = DeliveryProcess(
+        RegionSettings(name="eu", db_url=region_db, control_address=control_address, rpc=rpc())
+    )
+    remote.start()  # before any channel, connection or thread exists here
+    region = make_engine(region_db)
+    client = GrpcControlClient(control_address, settings=rpc())
+    service = OrganizationService(region, client, region_name="eu")
+    delivery = BackgroundDelivery(service.outbox, service.handle, drain=remote.drain)
+    writer = BatchWriter(
+        region,
+        RELOCATION_TABLES,
+        IMPORT_CHUNKS,
+        after_insert=produce_outbox,
+        unit_of_work=lambda: service.unit_of_work(delivery),
+    )
+    options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
+    records = list(generate(orgs=2, members=5, teams=1, projects=1))
+    entries = writer.write(Batch("sentry.organization", 1, rows_of("sentry.organization", records), options))
+    new_pks = {e.old_pk: e.new_pk for e in entries.entries}
+    members = rows_of("sentry.organizationmember", records, inviter_id=None)
+    for row in members:
+        row.values["organization"] = new_pks[row.values["organization"]]
+    writer.write(Batch("sentry.organizationmember", 1, tuple(members), options))
+    settled = delivery.settle(30)
+    child = remote._process
+    print(json.dumps([remote.method, settled and delivery.delivered, child and child.pid, os.getpid()]))
+    delivery.close()
+    remote.close()
+    client.close()
+    region.dispose()
+
+
+def test_started_before_anything_else_the_delivery_process_is_forked_and_delivers(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The import CLI starts it before its check pass: forked (every module already loaded, none
+    loaded again), it still opens its own connections and delivers every member to control."""
+    control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
+    control = start_control(control_db, tmp_path)
+    try:
+        migrated = make_engine(region_db)
+        MIGRATIONS.upgrade(migrated)
+        migrated.dispose()
+        control.wait_healthy()
+        script = "from tests.integration.test_delivery_process import early_fork_main; early_fork_main()"
+        done = subprocess.run(
+            [sys.executable, "-c", script, control.address, region_db],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
+        assert done.returncode == 0, done.stderr
+        method, delivered, child_pid, parent_pid = json.loads(done.stdout.strip().splitlines()[-1])
+        assert method == "fork"
+        assert delivered and delivered >= 1
+        assert child_pid and child_pid != parent_pid
+        assert len(control_copies(control_db)) == 10  # both organizations' five members
+    finally:
+        control.stop()
 
 
 def test_where_no_process_can_start_the_drains_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
