@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -40,6 +41,8 @@ from shared.gc_tuning import tune_for_server
 _LOGGER = logging.getLogger(__name__)
 #: Longest a stopping delivery process gets to finish its drain and exit.
 STOP_WAIT_S = 30.0
+#: How often an idle delivery process checks that the importer is still there.
+PARENT_CHECK_S = 1.0
 
 
 class DeliveryLost(RegionError):
@@ -137,7 +140,7 @@ class DeliveryProcess:
         # this process dies (a spawned child gets only its own end).
         parent_end = ours if method == "fork" else None
         process = context.Process(
-            target=_serve, args=(self._settings, theirs, parent_end), name="outbox-delivery"
+            target=_serve, args=(self._settings, theirs, os.getpid(), parent_end), name="outbox-delivery"
         )
         try:
             process.start()
@@ -173,14 +176,18 @@ def _forkable() -> bool:
         return False
 
 
-def _serve(settings: RegionSettings, connection: Connection, parent_end: Connection | None = None) -> None:
+def _serve(
+    settings: RegionSettings, connection: Connection, parent: int, parent_end: Connection | None = None
+) -> None:
     """The delivery process: drain the bounds it is sent until it is sent None or its parent is gone."""
     if parent_end is not None:
         parent_end.close()
     # Ctrl-C reaches the whole process group: the importer stops this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=logging.WARNING, format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s"
+    logging.basicConfig(  # forced: a forked child has the importer's handlers and level
+        level=logging.WARNING,
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+        force=True,
     )
     tune_for_server()
     from region.bootstrap import bootstrap  # noqa: PLC0415 - the child builds its own app
@@ -188,6 +195,13 @@ def _serve(settings: RegionSettings, connection: Connection, parent_end: Connect
     app = bootstrap(settings)
     try:
         while True:
+            # A parent that dies ends this process even where another of its children still holds
+            # the parent's end of the pipe (the check pass's forked half, say), so no end-of-file comes:
+            # an orphan is adopted by another process.
+            if not multiprocessing.connection.wait([connection], timeout=PARENT_CHECK_S):
+                if os.getppid() != parent:
+                    return
+                continue
             try:
                 bounds = connection.recv()
             except (EOFError, OSError):

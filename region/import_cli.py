@@ -24,6 +24,7 @@ from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
 from region.importer.scan import Scan, scan_file
 from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
+from shared.db.engine import normalise_url
 from shared.errors import SharedError
 from shared.gc_tuning import tune_for_bulk_work
 from shared.relocation.archive import Decryptor, GcpKmsDecryptor, PrivateKeyDecryptor, plain_export
@@ -144,6 +145,8 @@ def _import(
         if not path.is_file():
             raise CliError(f"{args.src}: no such file")
         source_name = args.src
+    # Before decrypting: a KMS decryptor opens a gRPC channel, which a fork must not copy.
+    delivery_process = _early_delivery_process(args, stack)
     # Recognised by content: plain JSON as is; gzip and encrypted archives into a private temporary
     # directory, removed at exit. Decryption comes before anything is written.
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="siloport-import-")))
@@ -151,7 +154,6 @@ def _import(
     open_source = _opener(path, source_name)
     if not args.silent:
         print(f"import id: {options.import_id}", file=out, flush=True)
-    delivery_process = _early_delivery_process(args, stack)
     # The checked records are kept beside, so that the import pass does not parse the export again.
     scan = scan_file(path, source_name, options, spool_dir=workdir)
     control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
@@ -186,7 +188,7 @@ def _early_delivery_process(args: argparse.Namespace, stack: ExitStack) -> Deliv
     if not (args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")):
         return None  # the embedded default (SQLite) delivers in the importer
     settings = settings_from(args)
-    if make_url(settings.db_url).get_backend_name() != "postgresql":
+    if make_url(normalise_url(settings.db_url)).get_backend_name() != "postgresql":
         return None
     delivery_process = DeliveryProcess(settings)
     stack.callback(delivery_process.close)

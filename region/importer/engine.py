@@ -8,7 +8,6 @@ twice) and goes on from the first batch that was not recorded.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import json
@@ -232,11 +231,12 @@ class ImportEngine:
                     summary,
                     lane,
                 )
-                short = board.finish(m for m in scan.counts if lane_of(m) == lane)
+                short = board.short([m for m in scan.counts if lane_of(m) == lane])
                 if short:
                     raise ImportFailed(
                         f"internal error: the import read fewer instances of {', '.join(short)} than the "
-                        "check pass counted; nothing more is written (a rerun replays what was)"
+                        "check pass counted, so it stopped; please report this (a rerun would stop here "
+                        "again)"
                     )
                 if lane == REGION:
                     self._writers[Silo.REGION].settle()  # control has every member before the slug step
@@ -244,7 +244,7 @@ class ImportEngine:
                     self._final_slugs()
             except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread, which raises it
                 failures.append(exc)
-                board.stop()
+                board.stop(exc)
 
         threads = [
             threading.Thread(target=write_lane, args=(lane,), name=f"import-{lane}") for lane in FIRST_PASS
@@ -256,13 +256,20 @@ class ImportEngine:
                 thread.join()
         except BaseException:  # an interrupt: the lanes stop after the batches they are writing
             board.stop()
+            # A second interrupt does not leave them writing unwatched; a third is obeyed at once (a
+            # lane may be waiting on control for up to its deadline).
+            patience = 1
             for thread in threads:
-                while thread.is_alive():  # a second interrupt does not leave them writing unwatched
-                    with contextlib.suppress(KeyboardInterrupt):
+                while thread.is_alive():
+                    try:
                         thread.join()
+                    except KeyboardInterrupt:
+                        if not patience:
+                            raise
+                        patience -= 1
             raise
         if failures:
-            raise next((exc for exc in failures if not isinstance(exc, LaneStopped)), failures[0])
+            raise board.cause or next((e for e in failures if not isinstance(e, LaneStopped)), failures[0])
         self._settle()
         deferred = itertools.chain.from_iterable(
             read_spool(spool, key) for key in lane_models(scan.counts, DEFERRED)
@@ -424,9 +431,9 @@ class ImportEngine:
                 self._write_pipelined(batches, preparer, summary, lane=lane, pool=pool, flights=flights)
             except LaneStopped as exc:
                 stopped = exc
-            except BaseException:
+            except BaseException as exc:
                 if board is not None:
-                    board.stop()  # the other lane stops now, not once this lane's writes in flight end
+                    board.stop(exc)  # the other lane stops now, not once this lane's writes in flight end
                 raise
         if stopped is not None:
             # The other lane failed. The batches this lane sent are written: their findings and counts

@@ -65,6 +65,8 @@ class LaneBoard:
         self._left = dict(counts)
         self._changed = threading.Condition()
         self._stopped = False
+        #: The first error a lane stopped the board for (not a LaneStopped), to be the one raised.
+        self.cause: BaseException | None = None
 
     def passed(self, model: str, count: int) -> None:
         """``count`` instances of ``model`` were written or left out."""
@@ -87,23 +89,23 @@ class LaneBoard:
             if self._stopped:
                 raise LaneStopped("stopped: another lane of the import failed")
 
-    def finish(self, models: Iterable[str]) -> list[str]:
-        """A lane has read all its records: its ``models`` are complete, so no lane waits on them any
-        longer. Returns those that were not (the check pass counted more instances than the lane read:
-        an internal fault, which the caller reports)."""
+    def short(self, models: Iterable[str]) -> list[str]:
+        """Those of ``models`` with instances still to pass. Asked by a lane that has read all its
+        records, any is an internal fault (the check pass counted more than the lane read): the lane
+        fails, which stops the board, so no lane waits on them for ever."""
         with self._changed:
-            short = [m for m in models if self._left.get(m, 0) > 0]
-            for model in short:
-                self._left[model] = 0
-            self._changed.notify_all()
-            return short
+            return [m for m in models if self._left.get(m, 0) > 0]
 
     def check(self) -> None:
         """LaneStopped once another lane failed."""
         if self._stopped:
             raise LaneStopped("stopped: another lane of the import failed")
 
-    def stop(self) -> None:
+    def stop(self, cause: BaseException | None = None) -> None:
+        """Stop every lane before its next batch; ``cause``, the first of its kind, is the import's
+        error (a lane stopped by another may fail on its own afterwards, from the same outage)."""
         with self._changed:
+            if self.cause is None and cause is not None and not isinstance(cause, LaneStopped):
+                self.cause = cause
             self._stopped = True
             self._changed.notify_all()

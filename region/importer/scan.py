@@ -396,7 +396,11 @@ def _start_half(
     try:
         half = context.Process(
             target=_check_tail,
-            args=(_TailJob(path, bom + split.offset, split.start, source, options, spool), sending),
+            args=(
+                _TailJob(path, bom + split.offset, split.start, source, options, spool),
+                sending,
+                receiving,
+            ),
             daemon=True,
         )
         half.start()
@@ -477,10 +481,14 @@ class _TailJob:
     spool: Path | None = None
 
 
-def _check_tail(job: _TailJob, sending: Connection) -> None:
+def _check_tail(job: _TailJob, sending: Connection, receiving: Connection | None = None) -> None:
     """The forked process: check the second half and send what it found (or None when it found an
     error: the first process finds it again, and names it with its record's index)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the first process's to handle
+    if receiving is not None:
+        # Our copy of the first process's end: were that process killed, sending would otherwise
+        # block for ever on a full pipe instead of failing, and this process would never end.
+        receiving.close()
     try:
         checker = _Checker(job.source, job.options)
         writer = None if job.spool is None else SpoolWriter(job.spool, spool_key)

@@ -4,12 +4,14 @@ replaced at the next drain, and closing stops it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -193,6 +195,62 @@ def test_started_before_anything_else_the_delivery_process_is_forked_and_deliver
         assert len(control_copies(control_db)) == 10  # both organizations' five members
     finally:
         control.stop()
+
+
+def orphan_main() -> None:
+    """Run by the test below in a fresh interpreter: start the delivery process (forked), fork a child
+    that holds every descriptor as the check pass's half does, print both pids and wait to be killed."""
+    settings = RegionSettings(name="eu", db_url=sys.argv[1], control_address="127.0.0.1:1", rpc=rpc())
+    remote = DeliveryProcess(settings)
+    remote.start()
+    holder = os.fork()
+    if holder == 0:
+        time.sleep(60)
+        os._exit(0)
+    child = remote._process
+    print(json.dumps([remote.method, child and child.pid, holder]), flush=True)
+    time.sleep(60)
+
+
+def test_the_delivery_process_ends_when_the_importer_is_killed(tmp_path: Path) -> None:
+    """Killed with SIGKILL, the importer closes nothing; its delivery process still ends, even while
+    another child of the importer keeps the importer's end of their pipe open."""
+    script = "from tests.integration.test_delivery_process import orphan_main; orphan_main()"
+    importer = subprocess.Popen(
+        [sys.executable, "-c", script, f"sqlite:///{tmp_path / 'region.db'}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    holder = 0
+    try:
+        assert importer.stdout is not None
+        method, child, holder = json.loads(importer.stdout.readline())
+        assert method == "fork" and child
+        assert _running(child)
+        importer.kill()
+        importer.wait(10)
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child), "the delivery process outlived the importer"
+    finally:
+        importer.kill()
+        importer.wait(10)
+        if importer.stdout is not None:
+            importer.stdout.close()
+        if holder:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, waiting to be reaped by whoever adopted it, has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 def test_where_no_process_can_start_the_drains_run_here(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,21 +65,31 @@ def test_the_board_wakes_a_waiting_lane_when_a_model_completes_or_another_lane_f
         except LaneStopped as exc:
             stopped.append(exc)
 
-    # A lane that read all its records and still left instances uncounted (an internal fault) says so,
-    # and whoever waits on them goes on instead of hanging.
+    # A lane that read all its records and still left instances uncounted (an internal fault) finds
+    # them short and fails: whoever waits on them is stopped, never let through to write against them.
     short = LaneBoard({"sentry.user": 2, "sentry.email": 1})
     short.passed("sentry.email", 1)
-    released: list[str] = []
+    outcome: list[str] = []
 
-    def released_waiter() -> None:
-        short.wait_for(["sentry.user"])
-        released.append("go")
+    def short_waiter() -> None:
+        try:
+            short.wait_for(["sentry.user"])
+            outcome.append("went on")
+        except LaneStopped:
+            outcome.append("stopped")
 
-    thread = threading.Thread(target=released_waiter)
+    thread = threading.Thread(target=short_waiter)
     thread.start()
-    assert short.finish(["sentry.user", "sentry.email"]) == ["sentry.user"]
+    assert short.short(["sentry.user", "sentry.email"]) == ["sentry.user"]
+    time.sleep(0.05)
+    assert outcome == []  # still waiting: asking changes nothing
+    first, later = RuntimeError("control is gone"), RuntimeError("and so is the database")
+    short.stop(LaneStopped("stopped"))
+    short.stop(first)
+    short.stop(later)
     thread.join(5)
-    assert released == ["go"] and short.complete(["sentry.user"])
+    assert outcome == ["stopped"]
+    assert short.cause is first  # the import raises the first real error, not a later one or LaneStopped
 
     thread = threading.Thread(target=stopped_waiter)
     thread.start()
