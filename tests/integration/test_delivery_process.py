@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from control.db.models import OrganizationMemberMapping
 from region.config import RegionSettings
@@ -50,6 +50,17 @@ def control_copies(url: str) -> set[tuple[int, int, int | None]]:
         engine.dispose()
 
 
+def outbox_writer(region: Engine, service: OrganizationService, delivery: BackgroundDelivery) -> BatchWriter:
+    """The region's batch writer as an import has it: each batch's outbox messages handed to ``delivery``."""
+    return BatchWriter(
+        region,
+        RELOCATION_TABLES,
+        IMPORT_CHUNKS,
+        after_insert=produce_outbox,
+        unit_of_work=lambda: service.unit_of_work(delivery),
+    )
+
+
 def test_members_reach_control_through_the_delivery_process(postgres: PostgresServer, tmp_path: Path) -> None:
     control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
     control = start_control(control_db, tmp_path)
@@ -68,13 +79,7 @@ def test_members_reach_control_through_the_delivery_process(postgres: PostgresSe
             here.append(1)
 
         delivery = BackgroundDelivery(service.outbox, handled_here, drain=remote.drain)
-        writer = BatchWriter(
-            region,
-            RELOCATION_TABLES,
-            IMPORT_CHUNKS,
-            after_insert=produce_outbox,
-            unit_of_work=lambda: service.unit_of_work(delivery),
-        )
+        writer = outbox_writer(region, service, delivery)
         options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
         records = list(generate(orgs=2, members=5, teams=1, projects=1))
 
@@ -142,13 +147,7 @@ def early_fork_main() -> None:
     client = GrpcControlClient(control_address, settings=rpc())
     service = OrganizationService(region, client, region_name="eu")
     delivery = BackgroundDelivery(service.outbox, service.handle, drain=remote.drain)
-    writer = BatchWriter(
-        region,
-        RELOCATION_TABLES,
-        IMPORT_CHUNKS,
-        after_insert=produce_outbox,
-        unit_of_work=lambda: service.unit_of_work(delivery),
-    )
+    writer = outbox_writer(region, service, delivery)
     options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
     records = list(generate(orgs=2, members=5, teams=1, projects=1))
     entries = writer.write(Batch("sentry.organization", 1, rows_of("sentry.organization", records), options))
