@@ -58,21 +58,13 @@ class DeliveryProcess:
     ) -> None:
         self._settings = settings
         #: Drains here once a process could not be started (so each drain does not try again).
-        self._fallback = fallback
+        self.fallback = fallback
         self._cannot_start = False
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
         #: How the running process was started ("fork" or "spawn"), None before.
         self.method: str | None = None
-
-    @property
-    def fallback(self) -> Callable[[Mapping[Shard, int]], int] | None:
-        return self._fallback
-
-    @fallback.setter
-    def fallback(self, drain: Callable[[Mapping[Shard, int]], int] | None) -> None:
-        self._fallback = drain
 
     @property
     def alive(self) -> bool:
@@ -95,17 +87,17 @@ class DeliveryProcess:
 
     def drain(self, bounds: Mapping[Shard, int]) -> int:
         """Deliver these shards up to these ids; the number of messages delivered."""
-        if self._cannot_start and self._fallback is not None:
-            return self._fallback(bounds)
+        if self._cannot_start and self.fallback is not None:
+            return self.fallback(bounds)
         with self._lock:
             try:
                 connection = self._connected()
             except DeliveryLost:
-                if self._fallback is None:
+                if self.fallback is None:
                     raise
                 self._cannot_start = True
                 _LOGGER.warning("no delivery process; the import delivers its outbox itself", exc_info=True)
-                return self._fallback(bounds)
+                return self.fallback(bounds)
             try:
                 connection.send(dict(bounds))
                 done = connection.recv()

@@ -12,8 +12,6 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy.engine import make_url
-
 from region.bootstrap import bootstrap
 from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
 from region.delivery_process import DeliveryProcess
@@ -24,7 +22,7 @@ from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
 from region.importer.scan import Scan, scan_file
 from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
-from shared.db.engine import normalise_url
+from shared.db.engine import backend_of
 from shared.errors import SharedError
 from shared.gc_tuning import tune_for_bulk_work
 from shared.relocation.archive import Decryptor, GcpKmsDecryptor, PrivateKeyDecryptor, plain_export
@@ -188,7 +186,7 @@ def _early_delivery_process(args: argparse.Namespace, stack: ExitStack) -> Deliv
     if not (args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")):
         return None  # the embedded default (SQLite) delivers in the importer
     settings = settings_from(args)
-    if make_url(normalise_url(settings.db_url)).get_backend_name() != "postgresql":
+    if backend_of(settings.db_url) != "postgresql":
         return None
     delivery_process = DeliveryProcess(settings)
     stack.callback(delivery_process.close)

@@ -220,7 +220,6 @@ class ImportEngine:
         spool = scan.spool
         assert spool is not None
         board = self._board = LaneBoard(scan.counts)
-        failures: list[BaseException] = []
 
         def write_lane(lane: str) -> None:
             try:
@@ -242,8 +241,7 @@ class ImportEngine:
                     self._writers[Silo.REGION].settle()  # control has every member before the slug step
                     board.check()  # no slugs are reserved for an import control's lane failed
                     self._final_slugs()
-            except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread, which raises it
-                failures.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - the board keeps the first, which the engine raises
                 board.stop(exc)
 
         threads = [
@@ -268,8 +266,8 @@ class ImportEngine:
                             raise
                         patience -= 1
             raise
-        if failures:
-            raise board.cause or next((e for e in failures if not isinstance(e, LaneStopped)), failures[0])
+        if board.cause is not None:  # a lane failed (the other one stopped: LaneStopped is no cause)
+            raise board.cause
         self._settle()
         deferred = itertools.chain.from_iterable(
             read_spool(spool, key) for key in lane_models(scan.counts, DEFERRED)
@@ -354,20 +352,16 @@ class ImportEngine:
                 ordinals[record.model] = ordinals.get(record.model, 0) + 1
                 yield record, ordinals[record.model]
 
-        def model_of(pair: tuple[Record, int]) -> object:
-            return pair[0].model
+        last = [-2, 0]  # the previous record's index, the number of its run
 
-        last = [-2, 0]  # a lane's previous record index, its run's number
-
-        def run_of(pair: tuple[Record, int]) -> object:
+        def run_of(pair: tuple[Record, int]) -> tuple[str, int]:
             record = pair[0]
-            if record.index != last[0] + 1:
+            if runs and record.index != last[0] + 1:
                 last[1] += 1
             last[0] = record.index
             return record.model, last[1]
 
-        for key, run in itertools.groupby(numbered(), key=run_of if runs else model_of):
-            model = key[0] if isinstance(key, tuple) else str(key)
+        for (model, _run), run in itertools.groupby(numbered(), key=run_of):
             spec = lookup(model)
             while chunk := list(itertools.islice(run, self.options.batch_size)):
                 # (a skipped model's records are never spooled for the deferred pass, and in lanes the

@@ -35,6 +35,11 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def backend_of(url: str) -> str:
+    """``postgresql`` or ``sqlite`` (ConfigError for anything else, or what is not a database URL)."""
+    return make_url(normalise_url(url)).get_backend_name()
+
+
 def make_engine(url: str) -> Engine:
     """An engine that does not connect until first used."""
     url = normalise_url(url)
