@@ -150,6 +150,36 @@ def _cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_cpu_s(admin_url: str) -> float | None:
+    """CPU seconds of the PostgreSQL server's ended backends, from the kernel's accounting of the
+    postmaster's waited-for children; None where the server is not on this machine. Read before and
+    after an import, with the silos' connections closed in between, the difference is what their
+    backends (and any autovacuum worker that ran meanwhile) used. Long-lived background processes (the
+    WAL writer, the checkpointer) are not counted."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        row = admin.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        backend = Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()
+        postmaster = Path(f"/proc/{backend[1]}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # a server elsewhere (or a backend that is already gone)
+    return (int(postmaster[13]) + int(postmaster[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_disconnected(admin_url: str, names: Iterable[str], timeout_s: float = 10.0) -> None:
+    """Until no connection to the databases ``names`` is left (their backends have ended)."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY(%s)", (list(names),)
+            ).fetchone()
+            if not row or not row[0]:
+                break
+            time.sleep(0.05)
+    time.sleep(0.1)  # and the postmaster has waited for them
+
+
 def _served(log: Path) -> dict[str, int]:
     for line in reversed(log.read_text(errors="replace").splitlines()):
         found = SERVED.search(line)
@@ -171,6 +201,7 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
             admin.execute(f'CREATE DATABASE "{name}"')
     try:
         urls = {silo: _sqlalchemy_url(options.admin_url, name) for silo, name in names.items()}
+        postgres_before = _postgres_cpu_s(options.admin_url)
         region_port = free_port()
         common = ["--rpc-secrets", secret, "--grace", "10"]
         control = SiloProcess.start(
@@ -222,6 +253,11 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
         finally:
             region.stop()
             control.stop()
+        if postgres_before is not None:
+            _wait_disconnected(options.admin_url, names.values())
+            postgres_after = _postgres_cpu_s(options.admin_url)
+            if postgres_after is not None:
+                figures.cpu_s["postgresql"] = postgres_after - postgres_before
         figures.rpcs = {"control": _served(logs / "control.log"), "region": _served(logs / "region.log")}
         for line in stderr.splitlines():
             found = PROGRESS.match(line)
@@ -322,7 +358,13 @@ def report(figures: Figures) -> None:
         "   CPU seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in figures.cpu_s.items())
         + f" (the machine has {os.cpu_count()} cores: {os.cpu_count() or 1} x wall = "
-        f"{(os.cpu_count() or 1) * figures.wall_s:.0f} s; PostgreSQL's own work is not counted)"
+        f"{(os.cpu_count() or 1) * figures.wall_s:.0f} s"
+        + (
+            "; postgresql: the backends of the import's connections"
+            if "postgresql" in figures.cpu_s
+            else "; PostgreSQL's own work is not counted: the server is not on this machine"
+        )
+        + ")"
     )
     for silo, calls in figures.rpcs.items():
         listed = ", ".join(f"{m} {n:,}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1]))

@@ -3,12 +3,14 @@ statement per row and without SQL text to parse."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 
@@ -17,23 +19,66 @@ def can_copy(connection: Connection) -> bool:
     return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
 
 
+#: PostgreSQL's type (as psycopg names it) of each column type the binary format is used for, by the
+#: start of its name in PostgreSQL's dialect ("VARCHAR(75)" is a VARCHAR).
+_BINARY_TYPES = {
+    "BIGINT": "int8",
+    "INTEGER": "int4",
+    "SMALLINT": "int2",
+    "BOOLEAN": "bool",
+    "TEXT": "text",
+    "VARCHAR": "varchar",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+}
+
+
+@functools.cache
+def binary_types(table: Table, names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The PostgreSQL types of ``table``'s columns ``names`` for a binary COPY, or None when a column
+    has a type the binary format is not used for here."""
+    found = []
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    for name in names:
+        compiled = table.c[name].type.compile(dialect=dialect)
+        pg_type = _BINARY_TYPES.get(compiled.split("(", 1)[0])
+        if pg_type is None:
+            return None
+        found.append(pg_type)
+    return tuple(found)
+
+
 def copy_rows(
     connection: Connection, table: Table, names: Sequence[str], rows: Iterable[Sequence[object]]
 ) -> None:
     """Load ``rows`` (values in the order of ``names``) into ``table`` in the connection's transaction,
     in the given order (columns left out take their defaults, a serial id row by row). A refusal is
     raised as SQLAlchemy's own statements would raise it: a lost connection is invalidated and says so,
-    so that a caller that retries on a dropped connection retries here too."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    so that a caller that retries on a dropped connection retries here too.
+
+    Where every column's type allows, the rows travel in COPY's binary format: a date and time is eight
+    bytes instead of text that psycopg formats and the server parses again, which made up most of the
+    time both spent on a row. Values must then be of the column's type (an int for an integer column,
+    an aware datetime for a timestamp with time zone); a value of another type is refused as the
+    server refuses a bad row."""
+    types = binary_types(table, tuple(names))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+        sql.Identifier(table.name),
+        sql.SQL(", ").join(sql.Identifier(name) for name in names),
+        sql.SQL(" (FORMAT BINARY)" if types else ""),
     )
     raw = connection.connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
         raise TypeError(f"COPY needs a psycopg 3 connection, not {type(raw).__name__}")
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
+            if types:
+                copy.set_types(list(types))
+            try:
+                for row in rows:
+                    copy.write_row(row)
+            except (TypeError, ValueError, OverflowError) as exc:
+                # Dumping a value of the wrong type: abort the COPY and report it as the server would.
+                raise psycopg.DataError(f"a value does not fit its column's type: {exc}") from exc
     except psycopg.Error as exc:
         lost = connection.dialect.is_disconnect(cast(Any, exc), connection.connection, None)
         if lost:

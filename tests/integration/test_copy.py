@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, Table, Text, select, text
 from sqlalchemy.exc import DBAPIError
 
-from shared.db.copy import can_copy, copy_rows
+from shared.db.copy import binary_types, can_copy, copy_rows
 from shared.db.engine import make_engine
 from tests.conftest import PG_ADMIN_URL, PostgresServer
 
@@ -66,3 +66,19 @@ def test_a_lost_connection_is_invalidated_and_said_to_be(engine: Engine) -> None
         assert caught.value.connection_invalidated
         assert connection.invalidated
     assert stored(engine) == []  # the pool gives a fresh connection
+
+
+def test_rows_travel_in_binary_and_a_value_of_the_wrong_type_is_refused_like_a_bad_row(
+    engine: Engine,
+) -> None:
+    """Integer and text columns go in COPY's binary format; a value that is not of its column's type
+    (which the text format would have left to the server) is refused as a DBAPIError naming the table,
+    the transaction is left to roll back, and the connection stays usable."""
+    assert binary_types(ITEMS, ("number", "note")) == ("int8", "text")
+    with engine.connect() as connection:
+        with pytest.raises(DBAPIError, match="COPY items") as caught, connection.begin():
+            copy_rows(connection, ITEMS, ["number", "note"], [(1, "fine"), ("two", "a string for a number")])
+        assert not caught.value.connection_invalidated
+        with connection.begin():
+            copy_rows(connection, ITEMS, ["number", "note"], [(2**62, "é\\t\x01 kept as it is")])
+    assert [row[1:] for row in stored(engine)] == [(2**62, "é\\t\x01 kept as it is")]
