@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from control.db.models import OrganizationMemberMapping, OrganizationMemberTeamReplica
+from shared.db.copy import can_copy, copy_rows
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class MemberTeamUpdate:
 
 class MembershipService:
     """Applies a run of updates in one statement per table: an upsert keyed by (region, id), where the
-    last update of a row wins."""
+    last update of a row wins. On PostgreSQL a run of rows that are all new (an import's) is loaded with
+    COPY instead."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -79,6 +82,8 @@ class MembershipService:
         values = list(rows.values())  # one per key: a statement may not touch a row twice
         names = list(values[0])
         with self._engine.begin() as connection:
+            if can_copy(connection) and _copied(connection, table, names, values):
+                return
             if connection.dialect.name == "postgresql":
                 # One statement for the whole run: each column arrives as one array and is unnested
                 # into rows (executemany would run the upsert once per row on the server).
@@ -96,6 +101,18 @@ class MembershipService:
                 )
             else:  # one statement, compiled once, executed for many rows
                 connection.execute(_on_conflict_update(sqlite_insert(table), keys, names), values)
+
+
+def _copied(connection: Connection, table: Any, names: list[str], values: list[dict[str, Any]]) -> bool:
+    """The rows loaded with COPY, in a savepoint, if none of their keys is held yet (an import's
+    members are new: COPY costs the server about half of what the upsert does); False, with nothing
+    written, when one is (a redelivery, or an update), for the upsert to take them all."""
+    try:
+        with connection.begin_nested():
+            copy_rows(connection, table, names, [[row[name] for name in names] for row in values])
+    except IntegrityError:
+        return False
+    return True
 
 
 def _on_conflict_update(statement: Any, keys: list[str], names: list[str]) -> Any:
