@@ -158,11 +158,11 @@ def _postgres_cpu_s(admin_url: str) -> float | None:
     WAL writer, the checkpointer) are not counted."""
     with psycopg.connect(admin_url, autocommit=True) as admin:
         row = admin.execute("SELECT pg_backend_pid()").fetchone()
-    try:
-        backend = Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()
-        postmaster = Path(f"/proc/{backend[1]}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None  # a server elsewhere (or a backend that is already gone)
+        try:  # while the backend is there (it ends with the connection)
+            backend = Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()
+            postmaster = Path(f"/proc/{backend[1]}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # a server elsewhere
     return (int(postmaster[13]) + int(postmaster[14])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -17,13 +17,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     CursorResult,
     Engine,
+    Table,
     bindparam,
     delete,
     insert,
@@ -37,6 +38,7 @@ from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationS
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
 from shared.db.among import among, among_parts, chunks, per_statement
+from shared.db.copy import can_copy, copy_rows, copy_rows_with_new_ids
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
@@ -44,6 +46,11 @@ from shared.rpc.deadline import remaining
 
 _LOGGER = logging.getLogger(__name__)
 SLUG_LENGTH = 30
+RESERVATIONS = cast(Table, OrganizationSlugReservation.__table__)
+REQUESTS = cast(Table, SlugRequest.__table__)
+#: The columns an import's direct reservations and its recorded answers are written with.
+_RESERVATION_COLUMNS = ("slug", "organization_id", "region_name", "reservation_type")
+_REQUEST_COLUMNS = ("import_id", "region_name", "organization_id", "wanted", "final")
 
 
 class ReservationType(enum.IntEnum):
@@ -251,19 +258,24 @@ class SlugService:
     ) -> None:
         """PRIMARY reservations for organizations that keep the slug they hold, their recorded answers
         and their replicas' messages: one statement each, however many organizations."""
-        reservation = OrganizationSlugReservation
-        created = work.connection.execute(
-            insert(reservation).returning(reservation.id, sort_by_parameter_order=True),
-            [
-                {
-                    "slug": slug,
-                    "organization_id": organization_id,
-                    "region_name": region_name,
-                    "reservation_type": ReservationType.PRIMARY,
-                }
-                for organization_id, slug in direct
-            ],
-        ).scalars()
+        connection = work.connection
+        reservations = [
+            (slug, organization_id, region_name, ReservationType.PRIMARY) for organization_id, slug in direct
+        ]
+        requests = [(import_id, region_name, organization_id, slug, slug) for organization_id, slug in direct]
+        if can_copy(connection):  # thousands of rows, for an import: COPY, the ids from the sequence at once
+            created = copy_rows_with_new_ids(connection, RESERVATIONS, _RESERVATION_COLUMNS, reservations)
+            copy_rows(connection, REQUESTS, _REQUEST_COLUMNS, requests)
+        else:
+            created = list(
+                connection.execute(
+                    insert(RESERVATIONS).returning(RESERVATIONS.c.id, sort_by_parameter_order=True),
+                    [dict(zip(_RESERVATION_COLUMNS, row, strict=True)) for row in reservations],
+                ).scalars()
+            )
+            connection.execute(
+                insert(REQUESTS), [dict(zip(_REQUEST_COLUMNS, row, strict=True)) for row in requests]
+            )
         work.enqueue_many(
             [
                 (
@@ -274,20 +286,6 @@ class SlugService:
                 )
                 for (organization_id, _slug), reservation_id in zip(direct, created, strict=True)
             ]
-        )
-        work.connection.execute(
-            insert(SlugRequest),
-            [
-                {
-                    "import_id": import_id,
-                    "region_name": region_name,
-                    "organization_id": organization_id,
-                    "wanted": slug,
-                    "final": slug,
-                    "refusal": None,
-                }
-                for organization_id, slug in direct
-            ],
         )
 
     def _free_slug(

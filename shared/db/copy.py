@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
@@ -86,3 +86,27 @@ def copy_rows(
         raise DBAPIError.instance(
             f"COPY {table.name}", None, exc, psycopg.Error, connection_invalidated=lost
         ) from exc
+
+
+def copy_rows_with_new_ids(
+    connection: Connection, table: Table, names: Sequence[str], rows: Sequence[Sequence[object]]
+) -> list[int]:
+    """Load ``rows`` as :func:`copy_rows` does, each with a new ``id`` from the table's sequence; the
+    ids, in the order of the rows. The ids are taken with one statement: the sequence is looked up once,
+    in a sub-select, as a regclass (named in the select list, ``pg_get_serial_sequence`` and the cast
+    from its text would run for every row, and took ten times as long as nextval itself)."""
+    if not rows:
+        return []
+    ids = list(
+        connection.execute(
+            text(
+                f"SELECT nextval((SELECT pg_get_serial_sequence('{table.name}', 'id')::regclass)) "  # noqa: S608 - our table
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": len(rows)},
+        ).scalars()
+    )
+    copy_rows(
+        connection, table, ["id", *names], ([new_id, *row] for new_id, row in zip(ids, rows, strict=True))
+    )
+    return ids

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from shared.db.among import among_parts
-from shared.db.copy import can_copy, copy_rows
+from shared.db.copy import can_copy, copy_rows_with_new_ids
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -469,30 +469,12 @@ class _BatchWrite:
     def _copy_in(self, fresh: list[int]) -> None:
         """PostgreSQL's bulk path: take the new ids from the table's sequence with one statement, then
         load the rows with COPY (no per-row statement and no SQL text to parse), in this transaction."""
-        connection, table = self.connection, self.table
-        # The sequence is looked up once, in a sub-select, as a regclass: named in the select list,
-        # ``pg_get_serial_sequence`` (and a cast from its text) would run for every row, and took ten
-        # times as long as nextval itself (4 against 0.5 microseconds a row).
-        ids = (
-            connection.execute(
-                text(
-                    f"SELECT nextval((SELECT pg_get_serial_sequence('{table.name}', 'id')::regclass)) "  # noqa: S608 - our table
-                    "FROM generate_series(1, :n)"
-                ),
-                {"n": len(fresh)},
-            )
-            .scalars()
-            .all()
-        )
         # Every row has the model's columns (``_columns`` makes them; renaming and regenerating only
         # change values), so one row names them and each row's values are taken in one call.
         names = sorted(self.columns[fresh[0]])
         take = operator.itemgetter(*names)
-        rows = (
-            (new_id, *(take(self.columns[i]) if len(names) > 1 else (take(self.columns[i]),)))
-            for new_id, i in zip(ids, fresh, strict=True)
-        )
-        copy_rows(connection, table, ["id", *names], rows)
+        rows = [take(self.columns[i]) if len(names) > 1 else (take(self.columns[i]),) for i in fresh]
+        ids = copy_rows_with_new_ids(self.connection, self.table, names, rows)
         for i, new_id in zip(fresh, ids, strict=True):
             self.outcomes[i].target = new_id
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, Table, Text, select, text
 from sqlalchemy.exc import DBAPIError
 
-from shared.db.copy import binary_types, can_copy, copy_rows
+from shared.db.copy import binary_types, can_copy, copy_rows, copy_rows_with_new_ids
 from shared.db.engine import make_engine
 from tests.conftest import PG_ADMIN_URL, PostgresServer
 
@@ -82,3 +82,19 @@ def test_rows_travel_in_binary_and_a_value_of_the_wrong_type_is_refused_like_a_b
         with connection.begin():
             copy_rows(connection, ITEMS, ["number", "note"], [(2**62, "é\\t\x01 kept as it is")])
     assert [row[1:] for row in stored(engine)] == [(2**62, "é\\t\x01 kept as it is")]
+
+
+def test_rows_with_new_ids_get_them_from_the_sequence_in_order(engine: Engine) -> None:
+    with engine.connect() as connection, connection.begin():
+        assert copy_rows_with_new_ids(connection, ITEMS, ["number", "note"], []) == []
+        ids = copy_rows_with_new_ids(
+            connection, ITEMS, ["number", "note"], [(30, "c"), (10, "a"), (20, None)]
+        )
+        copy_rows(connection, ITEMS, ["number"], [(40,)])  # a row that takes the sequence's next value
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert stored(engine) == [
+        (ids[0], 30, "c"),
+        (ids[1], 10, "a"),
+        (ids[2], 20, None),
+        (ids[2] + 1, 40, None),
+    ]
