@@ -21,6 +21,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -63,8 +64,9 @@ class Figures:
     mode: str
     instances: int = 0
     wall_s: float = 0.0
-    #: model -> (instances, seconds), from the importer's progress lines
-    per_model: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: model -> (instances, seconds, seconds from the importer's start to its line), from the importer's
+    #: progress lines
+    per_model: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
     #: process -> CPU seconds (user + system) it used
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -259,12 +261,12 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
             if postgres_after is not None:
                 figures.cpu_s["postgresql"] = postgres_after - postgres_before
         figures.rpcs = {"control": _served(logs / "control.log"), "region": _served(logs / "region.log")}
-        for line in stderr.splitlines():
+        for at, line in stderr:
             found = PROGRESS.match(line)
             if found:
                 done, seconds = int(found.group(2).replace(",", "")), float(found.group(4))
-                figures.per_model[found.group(1)] = (done, seconds)
-        figures.instances = sum(done for done, _seconds in figures.per_model.values())
+                figures.per_model[found.group(1)] = (done, seconds, at)
+        figures.instances = sum(done for done, _seconds, _at in figures.per_model.values())
         for silo, tables in (("control", CONTROL_TABLES), ("region", REGION_TABLES)):
             seconds, rows = copy_reference(_libpq_url(options.admin_url, names[silo]), tables.values())
             figures.copy_s += seconds
@@ -286,9 +288,9 @@ def _import(
     mode: str,
     options: BenchOptions,
     logs: Path,
-) -> tuple[float, float, float, str]:
+) -> tuple[float, float, float, list[tuple[float, str]]]:
     """Run the importer; its wall time, its peak RSS and CPU seconds (from the kernel's accounting) and
-    its stderr."""
+    its stderr's lines, each with the seconds since the start at which it came."""
     args = [
         str(Path(sys.executable).with_name("siloport")),
         "import", "organizations", str(export), "--no-prompt",
@@ -299,16 +301,29 @@ def _import(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SILOPORT_")}
     env["SILOPORT_RPC_SECRETS"] = secret
     out_path, err_path = logs / "import.out", logs / "import.err"
+    lines: list[tuple[float, str]] = []
     with out_path.open("w") as out, err_path.open("w") as err:
         started = time.monotonic()
-        process = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True
+        )
+
+        def copy_stderr() -> None:  # noting when each line came, for the models' "done at" column
+            assert process.stderr is not None
+            for line in process.stderr:
+                lines.append((time.monotonic() - started, line))
+                err.write(line)
+
+        copier = threading.Thread(target=copy_stderr, name="bench-stderr")
+        copier.start()
         _pid, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
-    stderr = err_path.read_text()
+        copier.join()
     if process.returncode != 0:
-        raise BenchError(f"the import failed with exit code {process.returncode}:\n{stderr[-2000:]}")
-    return wall, usage.ru_maxrss * 1024 / MiB, usage.ru_utime + usage.ru_stime, stderr
+        tail = "".join(line for _at, line in lines)[-2000:]
+        raise BenchError(f"the import failed with exit code {process.returncode}:\n{tail}")
+    return wall, usage.ru_maxrss * 1024 / MiB, usage.ru_utime + usage.ru_stime, lines
 
 
 def copy_reference(libpq_url: str, tables: Iterable[Table]) -> tuple[float, int]:
@@ -369,14 +384,15 @@ def report(figures: Figures) -> None:
     for silo, calls in figures.rpcs.items():
         listed = ", ".join(f"{m} {n:,}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1]))
         print(f"   RPCs served by {silo}: {sum(calls.values()):,} ({listed})")
-    print(f"   {'model':<32} {'instances':>10} {'seconds':>8} {'per s':>9}")
-    for model, (done, seconds) in figures.per_model.items():
+    print(f"   {'model':<32} {'instances':>10} {'seconds':>8} {'per s':>9} {'done at':>8}")
+    for model, (done, seconds, at) in sorted(figures.per_model.items(), key=lambda item: item[1][2]):
         rate = done / seconds if seconds else 0.0
-        print(f"   {model:<32} {done:>10,} {seconds:>8.2f} {rate:>9,.0f}")
+        print(f"   {model:<32} {done:>10,} {seconds:>8.2f} {rate:>9,.0f} {at:>7.2f}s")
     print(
         "   (a model's seconds run from its first batch taken to its last batch written; control's "
         "and the region's models are written at the same time, so the seconds overlap and do not "
-        "add up to the wall time)",
+        "add up to the wall time; done at: seconds from the importer's start to the model's progress "
+        "line, in the order the models were done)",
         flush=True,
     )
 
