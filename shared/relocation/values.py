@@ -77,7 +77,8 @@ def _datetime(_field: Field, value: object) -> datetime:
 
 
 def _flags(_field: Field, value: object) -> int:
-    return _int(int(value)) if isinstance(value, str) and value.isdigit() else _int(value)
+    # Decimal digits only: "²" is a digit to str.isdigit, but int() refuses it.
+    return _int(int(value)) if isinstance(value, str) and value.isdecimal() else _int(value)
 
 
 _PARSERS: dict[Kind, Callable[[Field, object], object]] = {
@@ -145,6 +146,17 @@ def _with_fast_path(field: Field, convert: Callable[[Field, object], object]) ->
             return value if type(value) is int and low <= value <= high else general(value)
 
         return integer
+    if kind is Kind.FLAGS:  # an integer, or (in Sentry's exports) its decimal digits as a string
+        low, high = INT64
+
+        def flags(value: object) -> object:
+            if type(value) is int and low <= value <= high:
+                return value
+            if type(value) is str and value.isdecimal() and len(value) < 19:  # up to 10**18 - 1
+                return int(value)
+            return general(value)
+
+        return flags
     if kind is Kind.DATETIME:
 
         def moment(value: object) -> object:

@@ -48,6 +48,16 @@ VALUES: list[object] = [
     "2023-06-22",
     "yesterday",
     "12",
+    "0",
+    "²",
+    "٣",
+    "-3",
+    " 4",
+    "9" * 18,
+    "9" * 19,
+    "9223372036854775807",
+    "9223372036854775808",
+    Text("5"),
     0,
     -1,
     2**63 - 1,
@@ -97,6 +107,8 @@ def test_parsed_values() -> None:
     assert by_name["flag"](False) is False
     assert by_name["maybe"](None) is None
     assert by_name["flags"]("12") == 12
+    assert by_name["flags"]("٣") == 3  # a decimal digit of another script, as int() reads it
+    assert type(by_name["flags"](Text("5"))) is int
     assert by_name["data"]({"a": [1, "é"]}) == '{"a":[1,"é"]}'
     when = by_name["when"]("2023-06-22T22:59:57.023Z")
     assert when == datetime(2023, 6, 22, 22, 59, 57, 23000, tzinfo=UTC)
