@@ -161,25 +161,35 @@ def _postgres_cpu_s(admin_url: str) -> float | None:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         row = admin.execute("SELECT pg_backend_pid()").fetchone()
         try:  # while the backend is there (it ends with the connection)
-            backend = Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()
-            postmaster = Path(f"/proc/{backend[1]}/stat").read_text().rsplit(")", 1)[1].split()
+            pid = row[0] if row else 0
+            backend = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            parent = backend[1]
+            # The pid is the server's: on this machine only if both it and its parent are postgres
+            # processes (a server in a container or behind a tunnel has pids of its own).
+            if any(Path(f"/proc/{p}/comm").read_text().strip() != "postgres" for p in (pid, parent)):
+                return None
+            postmaster = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return None  # a server elsewhere
     return (int(postmaster[13]) + int(postmaster[14])) / os.sysconf("SC_CLK_TCK")
 
 
-def _wait_disconnected(admin_url: str, names: Iterable[str], timeout_s: float = 10.0) -> None:
-    """Until no connection to the databases ``names`` is left (their backends have ended)."""
+def _wait_disconnected(admin_url: str, names: Iterable[str], timeout_s: float = 10.0) -> bool:
+    """Wait until no connection to the databases ``names`` is left (their backends have ended); whether
+    that happened within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        while time.monotonic() < deadline:
+        while True:
             row = admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY(%s)", (list(names),)
             ).fetchone()
             if not row or not row[0]:
                 break
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
     time.sleep(0.1)  # and the postmaster has waited for them
+    return True
 
 
 def _served(log: Path) -> dict[str, int]:
@@ -256,10 +266,14 @@ def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Fig
             region.stop()
             control.stop()
         if postgres_before is not None:
-            _wait_disconnected(options.admin_url, names.values())
-            postgres_after = _postgres_cpu_s(options.admin_url)
-            if postgres_after is not None:
-                figures.cpu_s["postgresql"] = postgres_after - postgres_before
+            if _wait_disconnected(options.admin_url, names.values()):
+                postgres_after = _postgres_cpu_s(options.admin_url)
+                if postgres_after is not None:
+                    figures.cpu_s["postgresql"] = postgres_after - postgres_before
+            else:
+                print(
+                    "   (connections to the import's databases outlived the silos: PostgreSQL's CPU left out)"
+                )
         figures.rpcs = {"control": _served(logs / "control.log"), "region": _served(logs / "region.log")}
         for at, line in stderr:
             found = PROGRESS.match(line)
@@ -305,7 +319,13 @@ def _import(
     with out_path.open("w") as out, err_path.open("w") as err:
         started = time.monotonic()
         process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True
+            args,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            encoding="utf-8",
+            errors="replace",  # a stray byte must not stop the copying (the importer would block)
         )
 
         def copy_stderr() -> None:  # noting when each line came, for the models' "done at" column

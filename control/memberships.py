@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, String, Text, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -87,9 +87,13 @@ class MembershipService:
             if connection.dialect.name == "postgresql":
                 # One statement for the whole run: each column arrives as one array and is unnested
                 # into rows (executemany would run the upsert once per row on the server).
+                # Strings as text[], not varchar(n)[]: an explicit cast of a text-form array to
+                # varchar(n)[] cuts a longer value short, where the insert (as the COPY) refuses it.
                 source = select(
                     *(
-                        func.unnest(bindparam(f"all_{name}", type_=ARRAY(table.c[name].type))).label(name)
+                        func.unnest(
+                            bindparam(f"all_{name}", type_=ARRAY(_unbounded(table.c[name].type)))
+                        ).label(name)
                         for name in names
                     )
                 )
@@ -101,6 +105,10 @@ class MembershipService:
                 )
             else:  # one statement, compiled once, executed for many rows
                 connection.execute(_on_conflict_update(sqlite_insert(table), keys, names), values)
+
+
+def _unbounded(column_type: Any) -> Any:
+    return Text() if isinstance(column_type, String) else column_type
 
 
 def _copied(connection: Connection, table: Any, names: list[str], values: list[dict[str, Any]]) -> bool:

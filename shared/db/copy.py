@@ -4,6 +4,7 @@ statement per row and without SQL text to parse."""
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -20,11 +21,11 @@ def can_copy(connection: Connection) -> bool:
 
 
 #: PostgreSQL's type (as psycopg names it) of each column type the binary format is used for, by the
-#: start of its name in PostgreSQL's dialect ("VARCHAR(75)" is a VARCHAR).
+#: start of its name in PostgreSQL's dialect ("VARCHAR(75)" is a VARCHAR). Not INTEGER or SMALLINT:
+#: psycopg's binary dumpers for them wrap a value out of their range instead of refusing it (2**31
+#: would be stored as -2**31), so a table with such a column is copied as text, where the server checks.
 _BINARY_TYPES = {
     "BIGINT": "int8",
-    "INTEGER": "int4",
-    "SMALLINT": "int2",
     "BOOLEAN": "bool",
     "TEXT": "text",
     "VARCHAR": "varchar",
@@ -57,9 +58,11 @@ def copy_rows(
 
     Where every column's type allows, the rows travel in COPY's binary format: a date and time is eight
     bytes instead of text that psycopg formats and the server parses again, which made up most of the
-    time both spent on a row. Values must then be of the column's type (an int for an integer column,
-    an aware datetime for a timestamp with time zone); a value of another type is refused as the
-    server refuses a bad row."""
+    time both spent on a row. Values must then be parsed already, of the column's Python type: an int
+    for a BIGINT, a str for text, an aware datetime for a timestamp with time zone (a value of another
+    type is refused as the server refuses a bad row), and a bool for a BOOLEAN, which the binary form
+    takes by its truth (the text form would refuse "false" where the binary form stores true). Every
+    caller passes such values: the relocation writer's come from ``shared.relocation.values``."""
     types = binary_types(table, tuple(names))
     statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
         sql.Identifier(table.name),
@@ -73,12 +76,14 @@ def copy_rows(
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             if types:
                 copy.set_types(list(types))
-            try:
-                for row in rows:
+            for row in rows:
+                try:
                     copy.write_row(row)
-            except (TypeError, ValueError, OverflowError) as exc:
-                # Dumping a value of the wrong type: abort the COPY and report it as the server would.
-                raise psycopg.DataError(f"a value does not fit its column's type: {exc}") from exc
+                except (TypeError, ValueError, OverflowError, AttributeError, struct.error) as exc:
+                    # A value of the wrong type for the binary form (the C dumpers raise the first
+                    # three, the pure-Python ones the others): abort the COPY, report it as the server
+                    # would report a bad row.
+                    raise psycopg.DataError(f"a value does not fit its column's type: {exc}") from exc
     except psycopg.Error as exc:
         lost = connection.dialect.is_disconnect(cast(Any, exc), connection.connection, None)
         if lost:

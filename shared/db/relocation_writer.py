@@ -239,7 +239,9 @@ class BatchWriter:
             except BadValue as exc:
                 raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"field {name!r}: {exc}") from None
         for name, column in plan.foreign_keys:
-            columns[column] = values.get(name)
+            value = columns[column] = values.get(name)
+            if value is not None and type(value) is not int:  # a pk, remapped by the importer
+                raise WriteRefused(spec.name, row.ordinal, row.old_pk, f"field {name!r} must hold a pk")
         _fold(spec, columns)
         return columns
 

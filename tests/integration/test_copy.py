@@ -98,3 +98,16 @@ def test_rows_with_new_ids_get_them_from_the_sequence_in_order(engine: Engine) -
         (ids[2], 20, None),
         (ids[2] + 1, 40, None),
     ]
+
+
+def test_a_table_with_an_integer_column_is_copied_as_text_so_the_server_checks_its_range(
+    engine: Engine,
+) -> None:
+    """psycopg's binary int4 dumper would wrap 2**31 round to -2**31; as text the server refuses it."""
+    assert binary_types(ITEMS, ("id", "number")) is None
+    with engine.connect() as connection:
+        with pytest.raises(DBAPIError, match="COPY items"), connection.begin():
+            copy_rows(connection, ITEMS, ["id", "number"], [(2**31, 1)])
+        with connection.begin():
+            copy_rows(connection, ITEMS, ["id", "number"], [(2**31 - 1, 2)])
+    assert stored(engine) == [(2**31 - 1, 2, None)]

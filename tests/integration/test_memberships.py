@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.exc import DBAPIError
 
 from control import memberships
 from control.db.models import OrganizationMemberMapping, OrganizationMemberTeamReplica
 from control.db.schema import MIGRATIONS
 from control.memberships import MembershipService, MemberTeamUpdate, MemberUpdate
 from shared.db.copy import copy_rows as real_copy_rows
-from tests.conftest import MigratedEngineFactory
+from shared.db.engine import make_engine
+from tests.conftest import MigratedEngineFactory, PostgresServer
 
 
 def members(engine: Engine) -> dict[tuple[str, int], tuple[int, int | None, str | None, str, int]]:
@@ -91,3 +93,25 @@ def test_team_memberships_are_inserted_then_updated(migrated_engine: MigratedEng
             for r in connection.execute(select(table))
         }
     assert stored == {1: (11, 5, True), 2: (12, 5, False), 3: (13, 5, True), 4: (14, 6, True)}
+
+
+@pytest.mark.postgresql
+def test_a_value_too_long_for_its_column_is_refused_whether_the_run_is_new_or_not(
+    postgres: PostgresServer,
+) -> None:
+    """The COPY of new rows and the upsert of held ones treat a string longer than its column alike:
+    both refuse it, and nothing of the run is written. PostgreSQL only: SQLite does not enforce string
+    lengths."""
+    engine = make_engine(postgres.create_database("memberships_long"))
+    try:
+        MIGRATIONS.upgrade(engine)
+        service = MembershipService(engine)
+        service.upsert_members([member("eu", 1)])
+        long_email = "x" * 80 + "@x.io"
+        for ids in ([2], [1, 2]):  # all new (COPY), then one held (the upsert)
+            run = [MemberUpdate("eu", 3, n, None, long_email, "member", 0) for n in ids]
+            with pytest.raises(DBAPIError, match="too long"):
+                service.upsert_members(run)
+        assert members(engine) == {("eu", 1): (3, 7, None, "member", 0)}
+    finally:
+        engine.dispose()

@@ -194,3 +194,15 @@ def test_kept_pks_are_inserted_together_and_a_taken_one_gets_a_new_pk(region: Ba
     later = region.write(Batch("sentry.project", 1, (project(1, 70, keep=False),), options("third")))
     assert later.entries[0].new_pk > 61
     assert count(region, "sentry.project", REGION_TABLES) == 5  # 1 + 3 + 1
+
+
+def test_a_foreign_key_that_is_not_a_pk_is_refused_not_stored(region: BatchWriter) -> None:
+    """A batch names its foreign keys by the owning silo's pks; ``true`` is not one (the binary COPY would
+    otherwise store it as 1)."""
+    orgs = region.write(Batch("sentry.organization", 1, (Row(1, 1, {"name": "A", "slug": "a"}),), options()))
+    member = {"organization": True, "user_id": 7, "role": "member"}
+    with pytest.raises(WriteRefused, match="field 'organization' must hold a pk") as caught:
+        region.write(Batch("sentry.organizationmember", 1, (Row(1, 5, member),), options("second")))
+    assert (caught.value.ordinal, caught.value.pk) == (1, 5)
+    assert count(region, "sentry.organizationmember", REGION_TABLES) == 0
+    assert orgs.entries[0].new_pk >= 1
