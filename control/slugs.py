@@ -38,7 +38,7 @@ from control.db.models import CONTROL_OUTBOX, OrganizationMapping, OrganizationS
 from control.errors import ControlError
 from control.rpc.region_client import GrpcRegionClients
 from shared.db.among import among, among_parts, chunks, per_statement
-from shared.db.copy import can_copy, copy_rows, copy_rows_with_new_ids
+from shared.db.copy import insert_rows, insert_rows_with_new_ids
 from shared.db.outbox import Message, Outbox, OutboxCategory, OutboxScope, Shard
 from shared.db.unit_of_work import Outgoing, UnitOfWork
 from shared.relocation.hooks import needs_suffix, slugify, suffix_rng, suffixed_candidates
@@ -263,19 +263,9 @@ class SlugService:
             (slug, organization_id, region_name, ReservationType.PRIMARY) for organization_id, slug in direct
         ]
         requests = [(import_id, region_name, organization_id, slug, slug) for organization_id, slug in direct]
-        if can_copy(connection):  # thousands of rows, for an import: COPY, the ids from the sequence at once
-            created = copy_rows_with_new_ids(connection, RESERVATIONS, _RESERVATION_COLUMNS, reservations)
-            copy_rows(connection, REQUESTS, _REQUEST_COLUMNS, requests)
-        else:
-            created = list(
-                connection.execute(
-                    insert(RESERVATIONS).returning(RESERVATIONS.c.id, sort_by_parameter_order=True),
-                    [dict(zip(_RESERVATION_COLUMNS, row, strict=True)) for row in reservations],
-                ).scalars()
-            )
-            connection.execute(
-                insert(REQUESTS), [dict(zip(_REQUEST_COLUMNS, row, strict=True)) for row in requests]
-            )
+        # Thousands of rows for an import: COPY on PostgreSQL, the ids from the sequence at once.
+        created = insert_rows_with_new_ids(connection, RESERVATIONS, _RESERVATION_COLUMNS, reservations)
+        insert_rows(connection, REQUESTS, _REQUEST_COLUMNS, requests)
         work.enqueue_many(
             [
                 (

@@ -1,5 +1,6 @@
-"""PostgreSQL's bulk load inside a SQLAlchemy transaction: rows go to the server with COPY, without a
-statement per row and without SQL text to parse."""
+"""Bulk inserts inside a SQLAlchemy transaction: on PostgreSQL the rows go to the server with COPY,
+without a statement per row and without SQL text to parse (``copy_rows``); ``insert_rows`` and
+``insert_rows_with_new_ids`` take that path where it exists and one multi-row INSERT elsewhere."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table, insert, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
@@ -115,3 +116,29 @@ def copy_rows_with_new_ids(
         connection, table, ["id", *names], ([new_id, *row] for new_id, row in zip(ids, rows, strict=True))
     )
     return ids
+
+
+def insert_rows(
+    connection: Connection, table: Table, names: Sequence[str], rows: Sequence[Sequence[object]]
+) -> None:
+    """Insert ``rows`` (values in the order of ``names``): COPY on PostgreSQL, one multi-row INSERT
+    elsewhere."""
+    if not rows:
+        return
+    if can_copy(connection):
+        copy_rows(connection, table, names, rows)
+    else:
+        connection.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def insert_rows_with_new_ids(
+    connection: Connection, table: Table, names: Sequence[str], rows: Sequence[Sequence[object]]
+) -> list[int]:
+    """Insert ``rows`` as :func:`insert_rows` does, each with a new ``id``; the ids, in the order of the
+    rows (on PostgreSQL from the sequence at once, elsewhere from ``INSERT ... RETURNING``)."""
+    if not rows:
+        return []
+    if can_copy(connection):
+        return copy_rows_with_new_ids(connection, table, names, rows)
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(connection.execute(statement, [dict(zip(names, row, strict=True)) for row in rows]).scalars())

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from shared.db.among import among_parts
-from shared.db.copy import can_copy, copy_rows_with_new_ids
+from shared.db.copy import insert_rows_with_new_ids
 from shared.db.unit_of_work import UnitOfWork
 from shared.errors import DatabaseUnavailable, SharedError
 from shared.relocation.batch import Batch, BatchResult, Entry, Row, WriteRefused
@@ -453,13 +453,8 @@ class _BatchWrite:
                         f"the database refused it: {_first_line(exc)}",
                     ) from None
                 self.outcomes[i].target = new_id
-        elif fresh and can_copy(connection):
-            self._copy_in(fresh)
         elif fresh:
-            statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-            ids = connection.execute(statement, [self.columns[i] for i in fresh]).scalars().all()
-            for i, new_id in zip(fresh, ids, strict=True):
-                self.outcomes[i].target = new_id
+            self._insert_fresh(fresh)
         for i, outcome in enumerate(self.outcomes):
             if outcome.same_as is not None:
                 outcome.target = self.outcomes[outcome.same_as].target
@@ -468,15 +463,16 @@ class _BatchWrite:
                     update(table).where(table.c.id == outcome.target).values(**self.columns[i])
                 )
 
-    def _copy_in(self, fresh: list[int]) -> None:
-        """PostgreSQL's bulk path: take the new ids from the table's sequence with one statement, then
-        load the rows with COPY (no per-row statement and no SQL text to parse), in this transaction."""
+    def _insert_fresh(self, fresh: list[int]) -> None:
+        """The bulk path: on PostgreSQL the new ids from the table's sequence with one statement, then
+        the rows with COPY (no per-row statement and no SQL text to parse); elsewhere one multi-row
+        ``INSERT ... RETURNING``."""
         # Every row has the model's columns (``_columns`` makes them; renaming and regenerating only
         # change values), so one row names them and each row's values are taken in one call.
         names = sorted(self.columns[fresh[0]])
         take = operator.itemgetter(*names)
         rows = [take(self.columns[i]) if len(names) > 1 else (take(self.columns[i]),) for i in fresh]
-        ids = copy_rows_with_new_ids(self.connection, self.table, names, rows)
+        ids = insert_rows_with_new_ids(self.connection, self.table, names, rows)
         for i, new_id in zip(fresh, ids, strict=True):
             self.outcomes[i].target = new_id
 

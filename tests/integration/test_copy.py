@@ -10,9 +10,16 @@ import pytest
 from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, Table, Text, select, text
 from sqlalchemy.exc import DBAPIError
 
-from shared.db.copy import binary_types, can_copy, copy_rows, copy_rows_with_new_ids
+from shared.db.copy import (
+    binary_types,
+    can_copy,
+    copy_rows,
+    copy_rows_with_new_ids,
+    insert_rows,
+    insert_rows_with_new_ids,
+)
 from shared.db.engine import make_engine
-from tests.conftest import PG_ADMIN_URL, PostgresServer
+from tests.conftest import PG_ADMIN_URL, DatabaseFactory, PostgresServer
 
 METADATA = MetaData()
 ITEMS = Table(
@@ -111,3 +118,19 @@ def test_a_table_with_an_integer_column_is_copied_as_text_so_the_server_checks_i
         with connection.begin():
             copy_rows(connection, ITEMS, ["id", "number"], [(2**31 - 1, 2)])
     assert stored(engine) == [(2**31 - 1, 2, None)]
+
+
+def test_rows_inserted_with_new_ids_on_either_database(make_database: DatabaseFactory) -> None:
+    """``insert_rows_with_new_ids`` and ``insert_rows`` give the same outcome on PostgreSQL (COPY) and
+    SQLite (one multi-row INSERT): the ids in the order of the rows, every value stored."""
+    made = make_engine(make_database("insert_rows"))
+    METADATA.create_all(made)
+    try:
+        with made.connect() as connection, connection.begin():
+            assert insert_rows_with_new_ids(connection, ITEMS, ["number", "note"], []) == []
+            ids = insert_rows_with_new_ids(connection, ITEMS, ["number", "note"], [(3, "c"), (1, None)])
+            insert_rows(connection, ITEMS, ["number"], [(7,)])
+        assert stored(made)[:2] == [(ids[0], 3, "c"), (ids[1], 1, None)]
+        assert ids[0] < ids[1] and [row[1:] for row in stored(made)[2:]] == [(7, None)]
+    finally:
+        made.dispose()
