@@ -6,15 +6,13 @@ import argparse
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from region.bootstrap import bootstrap
 from region.config import RegionSettings
-from region.db.schema import MIGRATIONS
-from shared import service
 from shared.cli import CliError, add_rpc_arguments, add_server_arguments, env_default, rpc_settings
 from shared.config import data_dir, parse_address, sqlite_url
-from shared.db.engine import describe, make_engine
-from shared.launcher import LocalSilos, ping_round_trip
 from shared.relocation.spec import ImportScope
+
+# The database layer, gRPC and the launcher are imported by the commands that use them, not here: the
+# import command's check pass starts before they are loaded (region/import_cli.py).
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -64,6 +62,8 @@ def control_or_local(args: argparse.Namespace, stack: ExitStack) -> None:
     local control silo and region on SQLite) for the length of ``stack`` and point ``args`` at it."""
     if args.control_address or env_default("SILOPORT_CONTROL_ADDRESS"):
         return
+    from shared.launcher import LocalSilos  # noqa: PLC0415 - see the imports
+
     silos = LocalSilos.start(data_dir(), region_name=args.name)
     stack.callback(silos.stop)
     args.control_address = silos.control.address
@@ -87,6 +87,9 @@ def settings_from(args: argparse.Namespace, *, migrate: bool = True) -> RegionSe
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from region.bootstrap import bootstrap  # noqa: PLC0415 - see the imports
+    from shared import service  # noqa: PLC0415
+
     parse_address(args.listen, what="--listen")
     app = bootstrap(settings_from(args, migrate=args.migrate))
     service.run(
@@ -102,6 +105,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from region.db.schema import MIGRATIONS  # noqa: PLC0415 - see the imports
+    from shared.db.engine import describe, make_engine  # noqa: PLC0415
+
     engine = make_engine(_database_url(args))
     try:
         before = MIGRATIONS.current(engine)
@@ -113,6 +119,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _ping(args: argparse.Namespace) -> int:
+    from shared.launcher import ping_round_trip  # noqa: PLC0415 - see the imports
+
     parse_address(args.address, what="ADDRESS")
     print(ping_round_trip(args.address, rpc_settings(args), timeout_s=args.timeout))
     return 0

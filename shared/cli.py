@@ -117,9 +117,22 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(log_level=logging.INFO)  # servers log their life on stderr
 
 
+def _command_named(argv: Sequence[str] | None) -> str | None:
+    """The command ``argv`` names (the first word that is not an option: the top-level parser's only
+    option, -v, takes no value), or None."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((word for word in words if not word.startswith("-")), None)
+
+
 def build_parser(
     extra: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (),
+    *,
+    argv: Sequence[str] | None = (),
 ) -> argparse.ArgumentParser:
+    """The ``siloport`` parser. Given the command line in ``argv``, only the plug-in whose entry point
+    has the name of the command it names is loaded (a silo's command modules may load its database
+    layer and gRPC stubs: most of a second), all commands otherwise, so that help and errors list
+    every command."""
     parser = argparse.ArgumentParser(
         prog="siloport",
         description="Relocate Sentry-format exports into a control silo and region silos. "
@@ -128,10 +141,15 @@ def build_parser(
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in entry_points(group=ENTRY_POINT_GROUP):
-        group.load()(commands)
+    plugins = entry_points(group=ENTRY_POINT_GROUP)
+    named = _command_named(argv) if argv != () else None
+    chosen = [plugin for plugin in plugins if plugin.name == named]
+    for plugin in chosen or plugins:
+        plugin.load()(commands)
     for register in extra:
         register(commands)
+    if chosen:
+        return parser  # a silo's command: the commands below (and the launcher's gRPC) are not needed
     from shared import keys_cli, launcher  # noqa: PLC0415 - avoids an import cycle: both use this module
 
     keys_cli.register(commands)
@@ -143,7 +161,7 @@ def build_parser(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv=argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=max(logging.DEBUG, getattr(args, "log_level", logging.WARNING) - 10 * args.verbose),

@@ -38,7 +38,7 @@ def prepare_database(
             elif not migrations.is_current(engine):
                 raise SchemaMismatch(
                     f"schema of {describe(engine)} is at {migrations.current(engine) or 'nothing'}, "
-                    f"code needs {migrations.head()}: run the migrate command"
+                    f"code needs {migrations.head_revision}: run the migrate command"
                 )
             check(engine)
             return

@@ -13,6 +13,7 @@ from shared.db.migrate import MigrationSet
 MIGRATIONS = MigrationSet(
     script_location=Path(__file__).resolve().parent / "migrations",
     version_table="alembic_version_control",
+    head_revision="c0006",
     metadata=ControlBase.metadata,
     foreign_markers=("alembic_version_region",),
 )

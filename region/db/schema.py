@@ -14,6 +14,7 @@ from shared.errors import SchemaMismatch
 MIGRATIONS = MigrationSet(
     script_location=Path(__file__).resolve().parent / "migrations",
     version_table="alembic_version_region",
+    head_revision="r0004",
     metadata=RegionBase.metadata,
     foreign_markers=("alembic_version_control",),
 )

@@ -278,7 +278,9 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions, *, spool: P
 
 #: An export at least this large (in bytes) is checked by two processes, a half each.
 SPLIT_FROM_BYTES = 16 << 20
-#: How far past the middle of the file the split looks for the start of a record.
+#: The least part of an export the first process checks itself when it splits it.
+MIN_OWN_SHARE = 0.1
+#: How far past the split point the split looks for the start of a record.
 _SPLIT_WINDOW = 1 << 20
 #: The end of a record, a comma, and the brace of a record that starts with one of its keys.
 _BOUNDARY = re.compile(rb'\}[ \t\r\n]*,[ \t\r\n]*(\{)[ \t\r\n]*"(?:model|pk|fields)"')
@@ -291,6 +293,8 @@ def scan_file(
     *,
     split_from: int = SPLIT_FROM_BYTES,
     spool_dir: Path | None = None,
+    meanwhile: Callable[[], None] | None = None,
+    meanwhile_bytes: int = 0,
 ) -> Scan:
     """Check the export in ``path``, keeping the checked records in files under ``spool_dir`` when
     given (``region.importer.spool``: the import pass then reads them instead of parsing the export
@@ -300,7 +304,12 @@ def scan_file(
     the halves together must hold no pk twice and keep the dependency order; otherwise, or if the other
     half has an error, this process goes on through the second half itself, so a result or an error is
     always the one a single pass gives. Where a second process cannot be started (or threads already
-    run, which a fork would copy mid-flight), one pass checks it all."""
+    run, which a fork would copy mid-flight), one pass checks it all.
+
+    ``meanwhile`` is called once, in this process, before it checks anything: while the forked
+    process checks its part, where there is one. ``meanwhile_bytes`` is about how much of the export
+    one process checks in the time ``meanwhile`` takes; the forked process's part is larger by that
+    much, so that the two end together."""
     with path.open("rb") as raw:
         bom = len(codecs.BOM_UTF8) if raw.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
     size = path.stat().st_size - bom
@@ -313,7 +322,7 @@ def scan_file(
         and "fork" in multiprocessing.get_all_start_methods()
         and threading.active_count() == 1
     ):
-        split = _split_point(path, bom, size)
+        split = _split_point(path, bom, size, share=_own_share(size, meanwhile_bytes if meanwhile else 0))
     try:
         if split is not None:
             try:
@@ -329,8 +338,17 @@ def scan_file(
                 _LOGGER.info("checking %s in one pass: no second process (%s)", source, exc)
             else:
                 return _scan_halves(
-                    path, bom, split, source=source, options=options, started=half, spool_dir=spool_dir
+                    path,
+                    bom,
+                    split,
+                    source=source,
+                    options=options,
+                    started=half,
+                    spool_dir=spool_dir,
+                    meanwhile=meanwhile,
                 )
+        if meanwhile is not None:
+            meanwhile()
         with path.open(encoding="utf-8-sig", newline="") as stream:
             return scan_export(
                 stream, source, options, spool=None if spool_dir is None else spool_dir / "checked.spool"
@@ -339,28 +357,37 @@ def scan_file(
         raise NotAnExport.not_utf8(source, exc) from None
 
 
+def _own_share(size: int, meanwhile_bytes: int) -> float:
+    """The part of an export of ``size`` bytes that the first process checks: half, less half of what
+    it could have checked while busy with something else, and a tenth at least."""
+    return min(0.5, max(MIN_OWN_SHARE, (size - meanwhile_bytes) / (2 * size)))
+
+
 @dataclass(frozen=True)
 class _Split:
-    """Where a record seems to start near the middle of an export."""
+    """Where a record seems to start near the point where an export is split."""
 
     #: Its offset in bytes after the byte order mark, and in characters.
     offset: int
     chars: int
     #: Its line and column (index 0: the second process counts its records from there).
     start: Position
+    #: The part of the export before it (about).
+    share: float = 0.5
 
 
-def _split_point(path: Path, bom: int, size: int) -> _Split | None:
-    """Where a record seems to start near the middle, or None."""
+def _split_point(path: Path, bom: int, size: int, *, share: float = 0.5) -> _Split | None:
+    """Where a record seems to start near ``share`` of the way through, or None."""
+    at = int(size * share)
     with path.open("rb") as raw:
-        raw.seek(bom + size // 2)
+        raw.seek(bom + at)
         window = raw.read(_SPLIT_WINDOW)
     found = _BOUNDARY.search(window)
     if found is None:
         return None
-    offset = size // 2 + found.start(1)
+    offset = at + found.start(1)
     where = _position_at(path, bom, offset)
-    return None if where is None else _Split(offset, where[1], where[0])
+    return None if where is None else _Split(offset, where[1], where[0], share)
 
 
 def _position_at(path: Path, bom: int, offset: int) -> tuple[Position, int] | None:
@@ -421,11 +448,15 @@ def _scan_halves(
     options: ImportOptions,
     started: tuple[BaseProcess, Connection],
     spool_dir: Path | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Scan:
     half, receiving = started
-    began = time.monotonic()
-    writer = None if spool_dir is None else SpoolWriter(spool_dir / "first.spool", spool_key)
+    writer = None
     try:
+        if meanwhile is not None:
+            meanwhile()  # before the thread below: it may fork
+        began = time.monotonic()
+        writer = None if spool_dir is None else SpoolWriter(spool_dir / "first.spool", spool_key)
         with ThreadPoolExecutor(1, thread_name_prefix="scan-hash") as hashing:
             digest = hashing.submit(_hash_file, path, bom)
             checker = _Checker(source, options)
@@ -433,8 +464,8 @@ def _scan_halves(
                 reader = RecordReader(stream, source, stop_at=split.chars)
                 checker.run(reader if writer is None else writer.passing(reader))
                 first_half = checker.total
-                # The other half is about as long as this one: wait as long again, and more, then read it.
-                patience = 2 * (time.monotonic() - began) + TAIL_GRACE_S
+                # The other part takes about as long as its length says: wait that long, and more.
+                patience = (time.monotonic() - began) / split.share + TAIL_GRACE_S
                 tail = _received(receiving, patience) if reader.stopped else None
                 if reader.stopped and (tail is None or not checker.joins(tail)):
                     tail = None

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import json
 import re
-import secrets
 import string
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from datetime import datetime
 from random import Random
 from typing import Any
 
+from shared.relocation import tokens
 from shared.relocation.spec import ImportScope
 from shared.relocation.values import format_datetime
 
@@ -86,12 +86,12 @@ def _mint_org_token(values: Values, hints: dict[str, str]) -> None:
     """A new organization token for the organization's final slug (given as the hint ``org_slug``)."""
     payload = (
         base64.urlsafe_b64encode(
-            json.dumps({"org": hints.get("org_slug", ""), "nonce": secrets.token_hex(4)}).encode()
+            json.dumps({"org": hints.get("org_slug", ""), "nonce": tokens.token_hex(4)}).encode()
         )
         .decode()
         .rstrip("=")
     )
-    token = f"sntrys_{payload}_{secrets.token_urlsafe(32)}"
+    token = f"sntrys_{payload}_{tokens.token_urlsafe(32)}"
     values["token_hashed"] = hashlib.sha256(token.encode()).hexdigest()
     values["token_last_characters"] = token[-4:]
 
@@ -107,8 +107,8 @@ def _setter(field: str, make: Callable[[], str]) -> Callable[[Values, dict[str, 
 REGENERATORS: dict[tuple[str, str], Callable[[Values, dict[str, str]], None]] = {
     ("sentry.projectkey", "public_key"): _setter("public_key", lambda: uuid.uuid4().hex),
     ("sentry.projectkey", "secret_key"): _setter("secret_key", lambda: uuid.uuid4().hex),
-    ("sentry.organizationmember", "token"): _setter("token", lambda: secrets.token_hex(32)),
-    ("sentry.apiapplication", "client_id"): _setter("client_id", lambda: secrets.token_hex(32)),
+    ("sentry.organizationmember", "token"): _setter("token", lambda: tokens.token_hex(32)),
+    ("sentry.apiapplication", "client_id"): _setter("client_id", lambda: tokens.token_hex(32)),
     ("sentry.orgauthtoken", "token_hashed"): _mint_org_token,
 }
 
@@ -121,7 +121,7 @@ _formatted = functools.lru_cache(maxsize=4)(format_datetime)
 
 
 def _unusable_password() -> str:
-    return "!" + secrets.token_urlsafe(30)
+    return "!" + tokens.token_urlsafe(30)
 
 
 def prepare_user(values: Values, scope: ImportScope, now: datetime) -> None:
@@ -140,7 +140,7 @@ def prepare_user(values: Values, scope: ImportScope, now: datetime) -> None:
 def prepare_useremail(values: Values, scope: ImportScope, now: datetime) -> None:
     if not scope.keeps_credentials:
         values["is_verified"] = False
-        values["validation_hash"] = secrets.token_hex(16)
+        values["validation_hash"] = tokens.token_hex(16)
         values["date_hash_added"] = _formatted(now)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -47,7 +49,7 @@ def test_upgrade_from_empty_matches_the_models(engines: dict[str, Engine], silo:
     assert migrations.current(engine) is None
     assert not migrations.is_current(engine)
     migrations.upgrade(engine)
-    assert migrations.current(engine) == migrations.head()
+    assert migrations.current(engine) == migrations.head() == migrations.head_revision
     assert set(migrations.metadata.tables) <= set(inspect(engine).get_table_names())
     assert schema_differences(engine, migrations) == []
     migrations.upgrade(engine)  # a second run is a no-op
@@ -78,3 +80,39 @@ def test_a_region_refuses_another_regions_database(engines: dict[str, Engine]) -
     region_schema.claim_database(engine, "eu")
     with pytest.raises(SchemaMismatch, match="belongs to region 'eu', not 'us'"):
         region_schema.claim_database(engine, "us")
+
+
+@pytest.mark.parametrize("silo", SILOS)
+def test_the_head_revision_named_in_the_code_is_the_scripts_head(silo: str) -> None:
+    # A database at head_revision is left alone without asking Alembic, so the two must agree.
+    assert SILOS[silo].head_revision == SILOS[silo].head()
+
+
+@pytest.mark.parametrize("silo", SILOS)
+def test_a_database_one_revision_behind_is_migrated_to_head(engines: dict[str, Engine], silo: str) -> None:
+    migrations, engine = SILOS[silo], engines[silo]
+    migrations.upgrade(engine)
+    migrations.downgrade(engine, "-1")
+    assert migrations.current(engine) not in (None, migrations.head_revision)
+    assert not migrations.is_current(engine)
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == migrations.head_revision
+    assert schema_differences(engine, migrations) == []
+
+
+@pytest.mark.parametrize("silo", SILOS)
+def test_a_current_database_is_checked_without_loading_alembic(engines: dict[str, Engine], silo: str) -> None:
+    SILOS[silo].upgrade(engines[silo])
+    url = engines[silo].url.render_as_string(hide_password=False)
+    module = {"control": "control.db.schema", "region": "region.db.schema"}[silo]
+    script = (
+        "import sys\n"
+        "from shared.db.engine import make_engine\n"
+        f"from {module} import MIGRATIONS\n"
+        f"engine = make_engine({url!r})\n"
+        "MIGRATIONS.upgrade(engine)\n"
+        "assert MIGRATIONS.is_current(engine)\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import multiprocessing
 import threading
 import time
 import uuid
@@ -214,3 +215,41 @@ def test_a_second_half_that_hangs_is_left_behind(tmp_path: Path, monkeypatch: py
     started = time.monotonic()
     assert split(path) == sequential(path)
     assert time.monotonic() - started < 20
+
+
+def test_the_first_process_takes_less_while_busy_with_something_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``meanwhile`` runs once, while the forked process checks its part, and that part is larger by what
+    the first process could have checked in that time: the result is still the one of one pass."""
+    path = write(tmp_path / "export.json", records())
+    joined: list[int] = []
+    original = scan_module._Checker.joins
+
+    def spy(self: scan_module._Checker, tail: scan_module._Tail) -> bool:
+        joined.append(tail.total)
+        return original(self, tail)
+
+    monkeypatch.setattr(scan_module._Checker, "joins", spy)
+    children_during: list[int] = []
+
+    def meanwhile() -> None:
+        children_during.append(len(multiprocessing.active_children()))
+
+    size = path.stat().st_size
+    result = scan_file(path, path.name, OPTIONS, split_from=0, meanwhile=meanwhile, meanwhile_bytes=size // 2)
+    assert result == sequential(path)
+    assert children_during == [1]  # the other part was being checked
+    assert isinstance(result, Scan) and len(joined) == 1
+    assert joined[0] > result.records * 0.6  # about three quarters (a quarter here, split at a record)
+    # Checked in one pass (a small export), it is called once too, before the pass.
+    children_during.clear()
+    assert scan_file(path, path.name, OPTIONS, meanwhile=meanwhile, meanwhile_bytes=size // 2) == result
+    assert children_during == [0]
+
+
+def test_the_first_processs_share() -> None:
+    assert scan_module._own_share(1000, 0) == 0.5
+    assert scan_module._own_share(1000, 400) == 0.3
+    assert scan_module._own_share(1000, 1000) == scan_module.MIN_OWN_SHARE
+    assert scan_module._own_share(1000, 5000) == scan_module.MIN_OWN_SHARE
