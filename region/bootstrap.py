@@ -3,7 +3,7 @@ a method is called."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -67,8 +67,8 @@ class RegionApp:
         if self.control is None:
             raise ControlNotConfigured("an import needs the control silo: give --control-address")
         # Each batch's messages to control (members, team memberships) are delivered on a thread of
-        # their own while the next batch is written; the engine settles it before the slug step and
-        # at the end, so the import still ends with control up to date.
+        # their own while the next batch is written; the engine settles it at the end, so the import
+        # still ends with control up to date.
         organizations = self.organizations
         # On PostgreSQL the drains run in a process of their own, off the importer's interpreter.
         remote = None
@@ -137,6 +137,11 @@ class ImportSlugs:
             work.commit()
         self._organizations.drain([organization_shard(organization_id) for organization_id in final])
         return final
+
+    def deliver_rest(self, organization_ids: Sequence[int]) -> None:
+        self._organizations.drain(
+            [organization_shard(organization_id) for organization_id in organization_ids]
+        )
 
 
 def record_slugs(session: Session, import_id: str, final: Mapping[int, str]) -> None:

@@ -6,15 +6,18 @@ too (claiming the shards, reading the rows back, building the calls, deleting wh
 on a thread of the importer it shares one interpreter with the reading, preparing and writing. Here the
 delivery thread only hands each drain's bounds (shard -> newest message id at commit) to that process,
 which drains them through its own engine and control client and answers with the number of messages
-delivered. The import CLI starts it before the check pass, forked while the importer has one thread and
-no connection or channel open, so that it starts with every module loaded; one started at a drain (in
-tests, or replacing one that died) is spawned, since a fork would then copy threads mid-flight.
+delivered. The import CLI starts it during the check pass, once the importer has loaded the database
+layer and gRPC, forked while the importer still has one thread and no connection or channel open, so
+that it starts with every module loaded; one started at a drain (in tests, or replacing one that died)
+is spawned, since a fork would then copy threads mid-flight. Forked after the check pass's own forked
+process, it holds a copy of the importer's end of that process's pipe until it ends (at most a second
+after the importer, below).
 
 Nothing is lost if that process dies: the messages are committed rows. The drain that was running
 counts as failed (the background delivery logs it; the shards it had claimed wait for their lease to
-end), the next drain starts a new process, and the region's background drainer, or the import's own
-drain before the slug step, delivers what is left. Where no process can be started at all, the drains
-run in the importer, as on SQLite.
+end), the next drain starts a new process, and the import's own drain of the organizations' shards at
+its end (or the region's background drainer) delivers what is left. Where no process can be started at
+all, the drains run in the importer, as on SQLite.
 SQLite keeps the deliveries in the importer: a second process would only wait for its one writer.
 """
 
@@ -188,7 +191,8 @@ def _serve(
     try:
         while True:
             # A parent that dies ends this process even where another of its children still holds
-            # the parent's end of the pipe (the check pass's forked half, say), so no end-of-file comes:
+            # the parent's end of the pipe (a process forked from the parent after this one), so no
+            # end-of-file comes:
             # an orphan is adopted by another process.
             if not multiprocessing.connection.wait([connection], timeout=PARENT_CHECK_S):
                 if os.getppid() != parent:

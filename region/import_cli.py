@@ -161,7 +161,12 @@ def _import(
         print(f"import id: {options.import_id}", file=out, flush=True)
     # The checked records are kept beside, so that the import pass does not parse the export again.
     scan = scan_file(
-        path, source_name, options, spool_dir=workdir, meanwhile=warm_up, meanwhile_bytes=WARM_UP_BYTES
+        path,
+        source_name,
+        options,
+        spool_dir=workdir,
+        meanwhile=None if warm_up.done else warm_up,
+        meanwhile_bytes=WARM_UP_BYTES,
     )
     control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
     target = (
@@ -199,13 +204,13 @@ class _WarmUp:
     def __init__(self, args: argparse.Namespace, stack: ExitStack) -> None:
         self._args = args
         self._stack = stack
-        self._done = False
+        self.done = False
         self.delivery_process: DeliveryProcess | None = None
 
     def __call__(self) -> None:
-        if self._done:
+        if self.done:
             return
-        self._done = True
+        self.done = True
         import region.bootstrap  # noqa: F401, PLC0415 - loaded here, in the check pass's shadow
         from region.delivery_process import DeliveryProcess  # noqa: PLC0415
         from shared.db.engine import backend_of  # noqa: PLC0415

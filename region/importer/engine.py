@@ -30,9 +30,13 @@ from region.importer.errors import (
     WriteFailed,
 )
 from region.importer.lanes import (
+    AFTER_SLUG_STEP,
+    BEFORE_SLUG_STEP,
     DEFERRED,
     FIRST_PASS,
+    ORGANIZATION,
     REGION,
+    SLUG_STEP,
     LaneBoard,
     LaneStopped,
     lane_models,
@@ -53,7 +57,6 @@ from shared.relocation.registry import REFERENCED, lookup
 from shared.relocation.spec import ModelSpec, Silo
 
 _LOGGER = logging.getLogger(__name__)
-ORGANIZATION = "sentry.organization"
 #: Longest an import that failed waits for its committed batches' messages (the drainers take the rest).
 FAILURE_SETTLE_S = 10.0
 
@@ -118,8 +121,10 @@ MAX_IN_FLIGHT = 2
 
 @functools.cache
 def _elsewhere(spec: ModelSpec, lane: str | None) -> tuple[str, ...]:
-    """The models of the other first-pass lane that ``spec``'s model refers to."""
-    return tuple(sorted(t for t in spec.targets if (other := lane_of(t)) != lane and other in FIRST_PASS))
+    """The models of the other first-pass lane that ``spec``'s model refers to, and the slug step for the
+    region's models that wait for it (``region.importer.lanes``)."""
+    others = tuple(sorted(t for t in spec.targets if (other := lane_of(t)) != lane and other in FIRST_PASS))
+    return (*others, SLUG_STEP) if lane == REGION and spec.name in AFTER_SLUG_STEP else others
 
 
 class ImportEngine:
@@ -214,12 +219,14 @@ class ImportEngine:
             self._settle()
 
     def _write_in_lanes(self, scan: Scan, preparer: Preparer, summary: ImportSummary) -> None:
-        """Control's models and the region's at the same time, a thread each (``region.importer.lanes``);
-        the region's lane reserves the organizations' slugs once it is done, while control's may go on.
-        The deferred models come last. After a lane fails, the other stops before its next batch."""
+        """Control's models and the region's at the same time, a thread each (``region.importer.lanes``),
+        and the slug step on a third once the organizations and the models that refer to them are
+        written, while the lanes go on. The
+        deferred models come last. After a lane (or the slug step) fails, the others stop before their
+        next batch."""
         spool = scan.spool
         assert spool is not None
-        board = self._board = LaneBoard(scan.counts)
+        board = self._board = LaneBoard({**scan.counts, SLUG_STEP: 1})
 
         def write_lane(lane: str) -> None:
             try:
@@ -237,16 +244,23 @@ class ImportEngine:
                         "check pass counted, so it stopped; please report this (a rerun would stop here "
                         "again)"
                     )
-                if lane == REGION:
-                    self._writers[Silo.REGION].settle()  # control has every member before the slug step
-                    board.check()  # no slugs are reserved for an import control's lane failed
-                    self._final_slugs()
             except BaseException as exc:  # noqa: BLE001 - the board keeps the first, which the engine raises
+                board.stop(exc)
+
+        def slug_step() -> None:
+            try:
+                # Before any member's message is queued in the organizations' shards (they wait for it);
+                # not once a lane has failed (wait_for raises).
+                board.wait_for(BEFORE_SLUG_STEP)
+                self._final_slugs()
+                board.passed(SLUG_STEP, 1)
+            except BaseException as exc:  # noqa: BLE001 - as in write_lane
                 board.stop(exc)
 
         threads = [
             threading.Thread(target=write_lane, args=(lane,), name=f"import-{lane}") for lane in FIRST_PASS
         ]
+        threads.append(threading.Thread(target=slug_step, name="import-slugs"))
         try:
             for thread in threads:
                 thread.start()
@@ -269,6 +283,11 @@ class ImportEngine:
         if board.cause is not None:  # a lane failed (the other one stopped: LaneStopped is no cause)
             raise board.cause
         self._settle()
+        if self._slugs is not None:
+            # The slug step's drains came before the members' messages: whatever their deliveries left
+            # (a shard the region's background drainer held, a delivery that failed) goes now, so the
+            # import ends with control up to date.
+            self._slugs.deliver_rest([new for _old, new in self._pkmap.entries(ORGANIZATION)])
         deferred = itertools.chain.from_iterable(
             read_spool(spool, key) for key in lane_models(scan.counts, DEFERRED)
         )
@@ -507,6 +526,14 @@ class ImportEngine:
             result = self._result(prepared, prepared.batch, sent)
             if result.replayed:
                 self._check_replay(prepared, prepared.batch, result)
+            elif len(result.entries) != len(prepared.batch.rows):
+                # Every instance of a written batch has its entry; an answer without them (a silo of
+                # another version, say) would leave every reference to them dangling.
+                raise WriteFailed(
+                    f"{self._source}: the {spec.silo.value} silo answered the batch of {spec.name} from "
+                    f"#{prepared.batch.first_ordinal} with {len(result.entries)} entries for "
+                    f"{len(prepared.batch.rows)} instances; are both silos the same version of siloport?"
+                )
             keep_values = spec.name == ORGANIZATION  # slugs are used later; usernames are not kept
             # Only a model some foreign key points at is looked up later: the others (options, keys,
             # memberships of teams...) stay out of the map, which is most of what grows with the export.

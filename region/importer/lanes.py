@@ -14,6 +14,12 @@ of its own batches in flight, then waits until every instance of that model has 
 out). That never deadlocks: the check pass refuses an export in which an instance of a model comes
 after the first instance of a model that refers to it, so the unfinished model the export lists first
 refers only to complete models; it is ready, and its lane is not waiting.
+
+The global slug step waits for the organizations and the models that refer to them (``BEFORE_SLUG_STEP``:
+options, teams, projects): it reserves their slugs through control while the region's lane writes
+project keys, options and teams' projects, and control's writes users. The region's members and team
+memberships wait for it in turn, as for a model of the other lane (``AFTER_SLUG_STEP``); they refer to
+control's users, so they could rarely start sooner anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from region.importer.errors import ImportFailed
-from shared.relocation.registry import lookup
+from shared.relocation.registry import MODELS, lookup
 
 CONTROL = "control"
 REGION = "region"
@@ -31,6 +37,14 @@ DEFERRED = "deferred"
 FIRST_PASS = (CONTROL, REGION)
 #: The spool file of the models siloport does not know (their records are skipped, with a finding).
 UNKNOWN = "unknown"
+#: The global slug step, on the board as a model of one instance: it runs on a thread of its own once
+#: the organizations are written, while both lanes go on.
+SLUG_STEP = "siloport:slug-step"
+#: The region's models whose batches queue outbox messages in the organizations' shards
+#: (``region.organizations.produce_outbox``): they wait for the slug step, so that its drains of those
+#: shards and the import's deliveries never hold up one another.
+AFTER_SLUG_STEP = frozenset({"sentry.organizationmember", "sentry.organizationmemberteam"})
+ORGANIZATION = "sentry.organization"
 
 
 def lane_of(model: str) -> str:
@@ -41,6 +55,20 @@ def lane_of(model: str) -> str:
     if spec.deferred:
         return DEFERRED
     return spec.silo.value
+
+
+#: What the slug step waits for: the organizations, and the region's models that refer to them (but
+#: wait for the slug step themselves). Where a slug clashes, control has the region rename the
+#: organization, and a batch inserting rows that refer to it holds a lock the rename would wait for
+#: (on PostgreSQL, two such transactions could even wait for each other).
+BEFORE_SLUG_STEP = (
+    ORGANIZATION,
+    *sorted(
+        spec.name
+        for spec in MODELS
+        if ORGANIZATION in spec.targets and lane_of(spec.name) == REGION and spec.name not in AFTER_SLUG_STEP
+    ),
+)
 
 
 def spool_key(model: str) -> str:

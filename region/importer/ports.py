@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from region.importer.options import ImportOptions
@@ -43,6 +43,11 @@ class SlugReserver(Protocol):
 
     def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
         """Organization id (here) -> the slug it finally holds."""
+        ...
+
+    def deliver_rest(self, organization_ids: Sequence[int]) -> None:
+        """Deliver what is left in these organizations' outbox shards (what a delivery that failed, or
+        found a shard busy, left), waiting for shards another drainer holds."""
         ...
 
 

@@ -276,7 +276,7 @@ def scan_export(stream: TextIO, source: str, options: ImportOptions, *, spool: P
     return checker.result(hashing.digest.hexdigest(), (SpoolPart(spool),) if kept else None)
 
 
-#: An export at least this large (in bytes) is checked by two processes, a half each.
+#: An export at least this large (in bytes) is checked by two processes, a part each.
 SPLIT_FROM_BYTES = 16 << 20
 #: The least part of an export the first process checks itself when it splits it.
 MIN_OWN_SHARE = 0.1
@@ -300,11 +300,12 @@ def scan_file(
     given (``region.importer.spool``: the import pass then reads them instead of parsing the export
     again). A large one (without --strict or a filter, which need every record
     before the next) is checked by two processes: this one from the start, a forked one from a record
-    near the middle to the end. This one must reach that record exactly at a record boundary, and
-    the halves together must hold no pk twice and keep the dependency order; otherwise, or if the other
-    half has an error, this process goes on through the second half itself, so a result or an error is
-    always the one a single pass gives. Where a second process cannot be started (or threads already
-    run, which a fork would copy mid-flight), one pass checks it all.
+    near the split point (the middle, unless ``meanwhile_bytes`` moves it) to the end. This one must
+    reach that record exactly at a record boundary, and the two parts together must hold no pk twice
+    and keep the dependency order; otherwise, or if the other part has an error, this process goes on
+    through the rest itself, so a result or an error is always the one a single pass gives. Where a
+    second process cannot be started (or threads already run, which a fork would copy mid-flight), one
+    pass checks it all.
 
     ``meanwhile`` is called once, in this process, before it checks anything: while the forked
     process checks its part, where there is one. ``meanwhile_bytes`` is about how much of the export

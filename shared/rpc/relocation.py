@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from shared.errors import SharedError
 from shared.relocation.batch import Batch, BatchOptions, BatchResult, Entry, Row
@@ -13,9 +14,9 @@ from shared.relocation.values import INT64, compact_json
 from shared.rpc.v1 import common_pb2, control_pb2
 
 _KINDS = {
-    ImportKind.INSERTED: common_pb2.PkMapEntry.INSERTED,
-    ImportKind.EXISTING: common_pb2.PkMapEntry.EXISTING,
-    ImportKind.OVERWRITE: common_pb2.PkMapEntry.OVERWRITE,
+    ImportKind.INSERTED: common_pb2.INSERTED,
+    ImportKind.EXISTING: common_pb2.EXISTING,
+    ImportKind.OVERWRITE: common_pb2.OVERWRITE,
 }
 _FROM_WIRE = {wire: kind for kind, wire in _KINDS.items()}
 
@@ -93,13 +94,13 @@ def batch_from_proto(request: control_pb2.ImportModelBatchRequest) -> Batch:
 
 
 def result_to_proto(result: BatchResult) -> control_pb2.ImportModelBatchResponse:
+    entries = result.entries
+    values = [e.value or "" for e in entries]
     return control_pb2.ImportModelBatchResponse(
-        entries=[
-            common_pb2.PkMapEntry(
-                old_pk=e.old_pk, new_pk=e.new_pk, kind=_KINDS[e.kind], unique_value=e.value or ""
-            )
-            for e in result.entries
-        ],
+        old_pks=[e.old_pk for e in entries],
+        new_pks=[e.new_pk for e in entries],
+        kinds=[_KINDS[e.kind] for e in entries],
+        unique_values=values if any(values) else (),
         findings=[
             common_pb2.Finding(
                 kind=f.kind,
@@ -115,11 +116,29 @@ def result_to_proto(result: BatchResult) -> control_pb2.ImportModelBatchResponse
     )
 
 
+class MalformedResult(SharedError):
+    """An ImportModelBatch response whose columns do not line up."""
+
+    reason = "malformed_result"
+
+
 def result_from_proto(response: control_pb2.ImportModelBatchResponse) -> BatchResult:
+    old_pks, new_pks, kinds = response.old_pks, response.new_pks, response.kinds
+    values: Sequence[str] = response.unique_values or [""] * len(old_pks)
+    if not len(old_pks) == len(new_pks) == len(kinds) == len(values):
+        raise MalformedResult(
+            f"ImportModelBatch answered {len(old_pks)} old pks, {len(new_pks)} new pks, {len(kinds)} kinds "
+            f"and {len(values)} unique values"
+        )
+    try:
+        entries = tuple(
+            Entry(old, new, _FROM_WIRE[kind], value or None)
+            for old, new, kind, value in zip(old_pks, new_pks, kinds, values, strict=True)
+        )
+    except KeyError as exc:
+        raise MalformedResult(f"ImportModelBatch answered an unknown kind {exc}") from None
     return BatchResult(
-        entries=tuple(
-            Entry(e.old_pk, e.new_pk, _FROM_WIRE[e.kind], e.unique_value or None) for e in response.entries
-        ),
+        entries=entries,
         findings=tuple(
             Finding(f.kind, f.model, f.ordinal, f.old_pk or None, f.new_pk or None, f.reason)
             for f in response.findings

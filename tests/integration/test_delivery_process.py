@@ -24,6 +24,8 @@ from region.config import RegionSettings
 from region.db.models import IMPORT_CHUNKS, REGION_OUTBOX, RELOCATION_TABLES
 from region.db.schema import MIGRATIONS
 from region.delivery_process import DeliveryLost, DeliveryProcess
+from region.importer.options import ImportOptions
+from region.importer.scan import scan_file
 from region.organizations import OrganizationService, produce_outbox
 from region.rpc.control_client import GrpcControlClient
 from shared.db.delivery import BackgroundDelivery
@@ -33,7 +35,7 @@ from shared.db.relocation_writer import BatchWriter
 from shared.relocation.batch import Batch, BatchOptions
 from shared.relocation.spec import ImportScope
 from tests.conftest import PostgresServer
-from tests.exports import generate
+from tests.exports import generate, write_export
 from tests.helpers import rpc, start_control
 from tests.integration.test_member_delivery import rows_of
 
@@ -241,6 +243,62 @@ def test_the_delivery_process_ends_when_the_importer_is_killed(tmp_path: Path) -
         if holder:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(holder, signal.SIGKILL)
+
+
+def check_then_fork_main() -> None:
+    """Run by the test below in a fresh interpreter, in the import command's order: the check pass forks
+    the process that checks the other part of the export, and meanwhile the delivery process is forked
+    (``region.import_cli._WarmUp``); print the start method and both pids, then wait, mid-check, to be
+    killed."""
+    export = Path(sys.argv[1])
+    settings = RegionSettings(name="eu", db_url=sys.argv[2], control_address="127.0.0.1:1", rpc=rpc())
+    remote = DeliveryProcess(settings)
+
+    def meanwhile() -> None:
+        remote.start()
+        delivering = remote._process.pid if remote._process else 0
+        checking = [p.pid for p in multiprocessing.active_children() if p.pid != delivering]
+        print(json.dumps([remote.method, delivering, checking]), flush=True)
+        time.sleep(60)
+
+    options = ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id=str(uuid.uuid4()))
+    scan_file(export, export.name, options, split_from=0, meanwhile=meanwhile)
+
+
+def test_forked_during_the_check_pass_it_ends_with_a_killed_importer(tmp_path: Path) -> None:
+    """Forked while the check pass's other process runs, the delivery process is still forked (one
+    thread), and when the importer is killed mid-check, neither child outlives it."""
+    export = write_export(tmp_path / "export.json", generate(orgs=30, members=3, teams=2, projects=2))
+    script = (
+        "from tests.integration.test_delivery_process import check_then_fork_main; check_then_fork_main()"
+    )
+    importer = subprocess.Popen(
+        [sys.executable, "-c", script, str(export), f"sqlite:///{tmp_path / 'region.db'}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    children: list[int] = []
+    try:
+        assert importer.stdout is not None
+        method, delivering, checking = json.loads(importer.stdout.readline())
+        assert method == "fork" and delivering and len(checking) == 1
+        children = [delivering, *checking]
+        assert _running(delivering)
+        importer.kill()
+        importer.wait(10)
+        deadline = time.monotonic() + 10
+        while any(map(_running, children)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, children)), "a child outlived the importer"
+    finally:
+        importer.kill()
+        importer.wait(10)
+        if importer.stdout is not None:
+            importer.stdout.close()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _running(pid: int) -> bool:

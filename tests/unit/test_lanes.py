@@ -7,20 +7,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from region.importer.engine import ImportEngine, ImportSummary
-from region.importer.lanes import CONTROL, REGION, LaneBoard, LaneStopped, lane_models, lane_of, spool_key
+from region.importer.lanes import (
+    AFTER_SLUG_STEP,
+    BEFORE_SLUG_STEP,
+    CONTROL,
+    REGION,
+    LaneBoard,
+    LaneStopped,
+    lane_models,
+    lane_of,
+    spool_key,
+)
 from region.importer.options import ImportOptions
 from region.importer.scan import Scan, scan_file
 from shared.relocation.batch import Batch, BatchResult, Entry
 from shared.relocation.findings import FindingsLog
 from shared.relocation.pkmap import ImportKind
-from shared.relocation.registry import lookup
+from shared.relocation.registry import MODELS, lookup
 from shared.relocation.spec import ImportScope, Silo
 from tests.exports import generate, write_export
 
@@ -110,13 +120,25 @@ class Log:
 
 
 class StandInWriter:
-    """Gives each row the next pk; slow when asked, and failing at one batch when asked."""
+    """Gives each row the next pk; slow when asked, failing at one batch when asked (and setting
+    ``failed``), and holding the batches of ``held`` until ``release`` is set."""
 
-    def __init__(self, silo: Silo, log: Log, *, delay_s: float = 0.0, fail: tuple[str, int] | None = None):
+    def __init__(
+        self,
+        silo: Silo,
+        log: Log,
+        *,
+        delay_s: float = 0.0,
+        fail: tuple[str, int] | None = None,
+        held: str | None = None,
+        release: threading.Event | None = None,
+    ):
         self.silo = silo
         self.log = log
         self.delay_s = delay_s
         self.fail = fail
+        self.failed = threading.Event()
+        self.held, self.release = held, release
         self._next = 1000
         self._lock = threading.Lock()
 
@@ -127,7 +149,10 @@ class StandInWriter:
     def write(self, batch: Batch) -> BatchResult:
         started = time.monotonic()
         if self.fail == (batch.model, batch.first_ordinal):
+            self.failed.set()
             raise RuntimeError(f"{self.silo.value} stand-in refuses {batch.model} #{batch.first_ordinal}")
+        if batch.model == self.held and self.release is not None:
+            self.release.wait(10)
         time.sleep(self.delay_s)
         with self._lock:
             first = self._next
@@ -174,12 +199,20 @@ class QuietProgress:
 class EchoSlugs:
     """Every organization keeps the slug it asked for; records when it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.1) -> None:
+        self.delay_s = delay_s
         self.asked_at: float | None = None
+        self.answered_at: float | None = None
+        self.delivered_rest: list[int] | None = None
 
     def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
         self.asked_at = time.monotonic()
+        time.sleep(self.delay_s)  # as long as a real slug step's round trips
+        self.answered_at = time.monotonic()
         return dict(wanted)
+
+    def deliver_rest(self, organization_ids: Sequence[int]) -> None:
+        self.delivered_rest = list(organization_ids)
 
 
 @dataclass
@@ -261,15 +294,28 @@ def test_lanes_write_everything_once_and_wait_only_for_models_of_the_other_lane(
     # The region's organizations, teams and projects did not wait for control's users.
     region_starts = [started for silo, _m, _f, _r, started, _e in log.writes if silo is Silo.REGION]
     assert min(region_starts) < ends["sentry.user"]
-    # The slug step ran once the region's lane was done, and before the deferred models.
-    assert run.slugs.asked_at is not None
-    assert run.slugs.asked_at >= max(e for s, _m, _f, _r, _st, e in log.writes if s is Silo.REGION)
+    # The slug step ran once the organizations were written, before any batch of members or team
+    # memberships (whose messages go to the organizations' outbox shards), while the lanes went on.
+    asked, answered = run.slugs.asked_at, run.slugs.answered_at
+    assert asked is not None and answered is not None
+    for before in ("sentry.organization", "sentry.organizationoption", "sentry.team", "sentry.project"):
+        assert asked >= ends[before], before  # a rename would wait for their batches' locks
+    after = ("sentry.organizationmember", "sentry.organizationmemberteam")
+    assert answered <= min(started for _s, model, _f, _r, started, _e in log.writes if model in after)
+    assert any(
+        started < answered and ended > asked
+        for silo, _m, _f, _r, started, ended in log.writes
+        if silo is Silo.CONTROL
+    )
+    assert run.slugs.delivered_rest is not None and len(run.slugs.delivered_rest) == 8  # every organization
 
 
 def test_a_failure_in_control_s_lane_stops_the_region_s_and_is_the_error_raised(tmp_path: Path) -> None:
     log = Log()
     control = StandInWriter(Silo.CONTROL, log, fail=("sentry.user", 7))
-    region = StandInWriter(Silo.REGION, log, delay_s=0.01)
+    # The region's teams are held until control has failed, so the slug step, which waits for them,
+    # can only find the import failed.
+    region = StandInWriter(Silo.REGION, log, delay_s=0.01, held="sentry.team", release=control.failed)
     run = lanes_run(tmp_path, control, region)
     error = run_engine(run)
     assert error is not None and not isinstance(error, LaneStopped)
@@ -341,3 +387,59 @@ def test_a_model_listed_in_several_runs_is_batched_as_a_pass_in_file_order_would
     assert ("sentry.projectkey", 4, 2) in in_lanes and ("sentry.projectkey", 6, 3) in in_lanes
     assert ("sentry.useroption", 10, 1) in in_lanes and ("sentry.useroption", 11, 3) in in_lanes
     assert ("sentry.projectoption", 4, 1) in in_lanes and ("sentry.projectoption", 5, 3) in in_lanes
+
+
+class FailingSlugs(EchoSlugs):
+    def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
+        super().reserve(import_id, wanted)
+        raise RuntimeError("control refused the slugs")
+
+
+def test_a_failing_slug_step_stops_both_lanes_and_is_the_error_raised(tmp_path: Path) -> None:
+    log = Log()
+    control = StandInWriter(Silo.CONTROL, log, delay_s=0.01)
+    region = StandInWriter(Silo.REGION, log)
+    run = lanes_run(tmp_path, control, region)
+    run.slugs = run.engine._slugs = FailingSlugs()
+    error = run_engine(run)
+    assert error is not None and "control refused the slugs" in str(error)
+    assert run.ledger.failed and not run.ledger.finished
+    models = {model for _s, model, _f, _r, _st, _e in log.writes}
+    assert not models & {"sentry.organizationmember", "sentry.organizationmemberteam", "sentry.orgauthtoken"}
+
+
+class Forgetful(StandInWriter):
+    """Answers without the primary-key map, as a silo speaking another version of the wire might."""
+
+    def write(self, batch: Batch) -> BatchResult:
+        super().write(batch)
+        return BatchResult(())
+
+
+def test_an_answer_without_an_entry_for_every_instance_fails_the_import(tmp_path: Path) -> None:
+    log = Log()
+    run = lanes_run(tmp_path, Forgetful(Silo.CONTROL, log), StandInWriter(Silo.REGION, log))
+    error = run_engine(run)
+    assert error is not None
+    assert "the control silo answered the batch of sentry.user from #1 with 0 entries for 3 instances" in str(
+        error
+    )
+    assert run.ledger.failed
+
+
+def test_the_models_that_wait_for_the_slug_step_are_those_with_messages_in_the_organizations_shards() -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from region.organizations import produce_outbox  # noqa: PLC0415
+
+    queuing = set()
+    for spec in MODELS:
+        calls: list[object] = []
+        work = SimpleNamespace(
+            connection=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")), enqueue_many=calls.append
+        )
+        produce_outbox(work, spec.name, [])  # type: ignore[arg-type]
+        if calls:
+            queuing.add(spec.name)
+    assert queuing == AFTER_SLUG_STEP
+    assert not AFTER_SLUG_STEP & set(BEFORE_SLUG_STEP)

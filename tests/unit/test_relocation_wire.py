@@ -1,4 +1,5 @@
-"""A batch crosses the wire to control unchanged: options, rows, hints."""
+"""A batch crosses the wire to control unchanged (options, rows, hints), and its result comes back
+unchanged."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ from typing import Any
 
 import pytest
 
-from shared.relocation.batch import Batch, BatchOptions, Row
+from shared.relocation.batch import Batch, BatchOptions, BatchResult, Entry, Row
+from shared.relocation.findings import Finding
+from shared.relocation.pkmap import ImportKind
 from shared.relocation.spec import ImportScope
-from shared.rpc.relocation import MalformedBatch, batch_from_proto, batch_to_proto
+from shared.rpc.relocation import (
+    MalformedBatch,
+    MalformedResult,
+    batch_from_proto,
+    batch_to_proto,
+    result_from_proto,
+    result_to_proto,
+)
 from shared.rpc.v1 import control_pb2
 
 
@@ -53,3 +63,33 @@ def test_a_malformed_batch_is_refused_with_where_and_what(instances_json: str, e
     with pytest.raises(MalformedBatch, match=r"^sentry\.user") as raised:
         batch_from_proto(request)
     assert expected in str(raised.value)
+
+
+def test_a_batch_result_survives_the_wire() -> None:
+    plain = BatchResult(tuple(Entry(pk, 1000 + pk, ImportKind.INSERTED, None) for pk in range(1, 6)))
+    assert result_from_proto(result_to_proto(plain)) == plain
+    assert not result_to_proto(plain).unique_values  # no column of empty strings
+    mixed = BatchResult(
+        (
+            Entry(1, 7, ImportKind.EXISTING, "acme"),
+            Entry(2, 8, ImportKind.INSERTED, None),
+            Entry(3, 7, ImportKind.OVERWRITE, "Émile-x1"),
+        ),
+        (Finding("renamed", "sentry.user", 3, 3, 7, "username 'Émile' is taken"),),
+        replayed=True,
+    )
+    assert result_from_proto(result_to_proto(mixed)) == mixed
+    assert result_from_proto(result_to_proto(BatchResult(()))) == BatchResult(())
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        ({"old_pks": [1, 2], "new_pks": [3], "kinds": [1, 1]}, "2 old pks, 1 new pks, 2 kinds"),
+        ({"old_pks": [1], "new_pks": [3], "kinds": [1], "unique_values": ["a", "b"]}, "2 unique values"),
+        ({"old_pks": [1], "new_pks": [3], "kinds": [0]}, "unknown kind 0"),
+    ],
+)
+def test_a_result_whose_columns_do_not_line_up_is_refused(columns: dict[str, Any], expected: str) -> None:
+    with pytest.raises(MalformedResult, match=expected):
+        result_from_proto(control_pb2.ImportModelBatchResponse(**columns))

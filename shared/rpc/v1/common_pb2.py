@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/common.proto\x12\x0bsiloport.v1\"\xae\x01\n\x0b\x45rrorDetail\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\n\n\x02pk\x18\x04 \x01(\t\x12\x34\n\x06\x66ields\x18\x05 \x03(\x0b\x32$.siloport.v1.ErrorDetail.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x03Hop\x12\x0c\n\x04silo\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"U\n\x0bPingRequest\x12\x1e\n\x04path\x18\x01 \x03(\x0b\x32\x10.siloport.v1.Hop\x12\x0f\n\x07\x62ounces\x18\x02 \x01(\r\x12\x15\n\rorigin_region\x18\x03 \x01(\t\".\n\x0cPingResponse\x12\x1e\n\x04path\x18\x01 \x03(\x0b\x32\x10.siloport.v1.Hop\"\xb7\x01\n\nPkMapEntry\x12\x0e\n\x06old_pk\x18\x01 \x01(\x03\x12\x0e\n\x06new_pk\x18\x02 \x01(\x03\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.siloport.v1.PkMapEntry.Kind\x12\x14\n\x0cunique_value\x18\x04 \x01(\t\"G\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08INSERTED\x10\x01\x12\x0c\n\x08\x45XISTING\x10\x02\x12\r\n\tOVERWRITE\x10\x03\"g\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07ordinal\x18\x03 \x01(\x04\x12\x0e\n\x06old_pk\x18\x04 \x01(\x03\x12\x0e\n\x06new_pk\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\"<\n\x12\x44rainOutboxRequest\x12\x13\n\x0bshard_scope\x18\x01 \x01(\t\x12\x11\n\tshard_ids\x18\x02 \x03(\x03\"(\n\x13\x44rainOutboxResponse\x12\x11\n\tprocessed\x18\x01 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/common.proto\x12\x0bsiloport.v1\"\xae\x01\n\x0b\x45rrorDetail\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\n\n\x02pk\x18\x04 \x01(\t\x12\x34\n\x06\x66ields\x18\x05 \x03(\x0b\x32$.siloport.v1.ErrorDetail.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x03Hop\x12\x0c\n\x04silo\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"U\n\x0bPingRequest\x12\x1e\n\x04path\x18\x01 \x03(\x0b\x32\x10.siloport.v1.Hop\x12\x0f\n\x07\x62ounces\x18\x02 \x01(\r\x12\x15\n\rorigin_region\x18\x03 \x01(\t\".\n\x0cPingResponse\x12\x1e\n\x04path\x18\x01 \x03(\x0b\x32\x10.siloport.v1.Hop\"g\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07ordinal\x18\x03 \x01(\x04\x12\x0e\n\x06old_pk\x18\x04 \x01(\x03\x12\x0e\n\x06new_pk\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\"<\n\x12\x44rainOutboxRequest\x12\x13\n\x0bshard_scope\x18\x01 \x01(\t\x12\x11\n\tshard_ids\x18\x02 \x03(\x03\"(\n\x13\x44rainOutboxResponse\x12\x11\n\tprocessed\x18\x01 \x01(\x04*T\n\nImportKind\x12\x1b\n\x17IMPORT_KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08INSERTED\x10\x01\x12\x0c\n\x08\x45XISTING\x10\x02\x12\r\n\tOVERWRITE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORDETAIL_FIELDSENTRY']._loaded_options = None
   _globals['_ERRORDETAIL_FIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_IMPORTKIND']._serialized_start=599
+  _globals['_IMPORTKIND']._serialized_end=683
   _globals['_ERRORDETAIL']._serialized_start=44
   _globals['_ERRORDETAIL']._serialized_end=218
   _globals['_ERRORDETAIL_FIELDSENTRY']._serialized_start=173
@@ -43,14 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINGREQUEST']._serialized_end=340
   _globals['_PINGRESPONSE']._serialized_start=342
   _globals['_PINGRESPONSE']._serialized_end=388
-  _globals['_PKMAPENTRY']._serialized_start=391
-  _globals['_PKMAPENTRY']._serialized_end=574
-  _globals['_PKMAPENTRY_KIND']._serialized_start=503
-  _globals['_PKMAPENTRY_KIND']._serialized_end=574
-  _globals['_FINDING']._serialized_start=576
-  _globals['_FINDING']._serialized_end=679
-  _globals['_DRAINOUTBOXREQUEST']._serialized_start=681
-  _globals['_DRAINOUTBOXREQUEST']._serialized_end=741
-  _globals['_DRAINOUTBOXRESPONSE']._serialized_start=743
-  _globals['_DRAINOUTBOXRESPONSE']._serialized_end=783
+  _globals['_FINDING']._serialized_start=390
+  _globals['_FINDING']._serialized_end=493
+  _globals['_DRAINOUTBOXREQUEST']._serialized_start=495
+  _globals['_DRAINOUTBOXREQUEST']._serialized_end=555
+  _globals['_DRAINOUTBOXRESPONSE']._serialized_start=557
+  _globals['_DRAINOUTBOXRESPONSE']._serialized_end=597
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,32 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ImportKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ImportKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IMPORT_KIND_UNSPECIFIED: _ImportKind.ValueType  # 0
+    INSERTED: _ImportKind.ValueType  # 1
+    """A new row was written."""
+    EXISTING: _ImportKind.ValueType  # 2
+    """An existing row was reused."""
+    OVERWRITE: _ImportKind.ValueType  # 3
+    """An existing row was overwritten with the imported values."""
+
+class ImportKind(_ImportKind, metaclass=_ImportKindEnumTypeWrapper):
+    """How one instance ended up (the columns of ImportModelBatchResponse hold one per instance)."""
+
+IMPORT_KIND_UNSPECIFIED: ImportKind.ValueType  # 0
+INSERTED: ImportKind.ValueType  # 1
+"""A new row was written."""
+EXISTING: ImportKind.ValueType  # 2
+"""An existing row was reused."""
+OVERWRITE: ImportKind.ValueType  # 3
+"""An existing row was overwritten with the imported values."""
+Global___ImportKind: _TypeAlias = ImportKind  # noqa: Y015
+
 @_typing.final
 class ErrorDetail(_message.Message):
     """Structured detail of a refused call, sent in the trailing metadata key
@@ -159,60 +185,6 @@ class PingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PingResponse: _TypeAlias = PingResponse  # noqa: Y015
-
-@_typing.final
-class PkMapEntry(_message.Message):
-    """Where one instance ended up."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    class _Kind:
-        ValueType = _typing.NewType("ValueType", _builtins.int)
-        V: _TypeAlias = ValueType  # noqa: Y015
-
-    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[PkMapEntry._Kind.ValueType], _builtins.type):
-        DESCRIPTOR: _descriptor.EnumDescriptor
-        KIND_UNSPECIFIED: PkMapEntry._Kind.ValueType  # 0
-        INSERTED: PkMapEntry._Kind.ValueType  # 1
-        """A new row was written."""
-        EXISTING: PkMapEntry._Kind.ValueType  # 2
-        """An existing row was reused."""
-        OVERWRITE: PkMapEntry._Kind.ValueType  # 3
-        """An existing row was overwritten with the imported values."""
-
-    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
-    KIND_UNSPECIFIED: PkMapEntry.Kind.ValueType  # 0
-    INSERTED: PkMapEntry.Kind.ValueType  # 1
-    """A new row was written."""
-    EXISTING: PkMapEntry.Kind.ValueType  # 2
-    """An existing row was reused."""
-    OVERWRITE: PkMapEntry.Kind.ValueType  # 3
-    """An existing row was overwritten with the imported values."""
-
-    OLD_PK_FIELD_NUMBER: _builtins.int
-    NEW_PK_FIELD_NUMBER: _builtins.int
-    KIND_FIELD_NUMBER: _builtins.int
-    UNIQUE_VALUE_FIELD_NUMBER: _builtins.int
-    old_pk: _builtins.int
-    new_pk: _builtins.int
-    kind: Global___PkMapEntry.Kind.ValueType
-    unique_value: _builtins.str
-    """The instance's slug or unique name after collision handling, if it has one."""
-    def __init__(
-        self,
-        *,
-        old_pk: _builtins.int = ...,
-        new_pk: _builtins.int = ...,
-        kind: Global___PkMapEntry.Kind.ValueType = ...,
-        unique_value: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "new_pk", b"new_pk", "old_pk", b"old_pk", "unique_value", b"unique_value"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___PkMapEntry: _TypeAlias = PkMapEntry  # noqa: Y015
 
 @_typing.final
 class Finding(_message.Message):

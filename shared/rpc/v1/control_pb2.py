@@ -26,7 +26,7 @@ from shared.rpc.v1 import common_pb2 as shared_dot_rpc_dot_v1_dot_common__pb2
 from shared.rpc.v1 import export_pb2 as shared_dot_rpc_dot_v1_dot_export__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshared/rpc/v1/control.proto\x12\x0bsiloport.v1\x1a\x1ashared/rpc/v1/common.proto\x1a\x1ashared/rpc/v1/export.proto\"\xf5\x01\n\x17ImportModelBatchRequest\x12\x11\n\timport_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rfirst_ordinal\x18\x04 \x01(\x04\x12\x16\n\x0einstances_json\x18\x0b \x01(\t\x12\x13\n\x0bmerge_users\x18\x06 \x01(\x08\x12\x19\n\x11overwrite_configs\x18\x07 \x01(\x08\x12\x12\n\nrow_by_row\x18\x08 \x01(\x08\x12\x16\n\x0eno_bookkeeping\x18\t \x01(\x08\x12\r\n\x05\x66resh\x18\n \x01(\x08J\x04\x08\x05\x10\x06R\tinstances\"~\n\x18ImportModelBatchResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.siloport.v1.PkMapEntry\x12&\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x14.siloport.v1.Finding\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x98\x02\n#BulkReserveOrganizationSlugsRequest\x12\x11\n\timport_id\x18\x01 \x01(\t\x12\x13\n\x0bregion_name\x18\x02 \x01(\t\x12m\n\x18slugs_by_organization_id\x18\x03 \x03(\x0b\x32K.siloport.v1.BulkReserveOrganizationSlugsRequest.SlugsByOrganizationIdEntry\x12\x1c\n\x14slugs_held_in_region\x18\x04 \x01(\x08\x1a<\n\x1aSlugsByOrganizationIdEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb1\x01\n$BulkReserveOrganizationSlugsResponse\x12V\n\x0b\x66inal_slugs\x18\x01 \x03(\x0b\x32\x41.siloport.v1.BulkReserveOrganizationSlugsResponse.FinalSlugsEntry\x1a\x31\n\x0f\x46inalSlugsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x13OrganizationMapping\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x13\n\x0bregion_name\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\x05\"W\n!UpsertOrganizationMappingsRequest\x12\x32\n\x08mappings\x18\x01 \x03(\x0b\x32 .siloport.v1.OrganizationMapping\"G\n\"UpsertOrganizationMappingsResponse\x12!\n\x19rejected_organization_ids\x18\x01 \x03(\x03\"\xad\x01\n\x19OrganizationMemberMapping\x12\x13\n\x0bregion_name\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\x03\x12\x1d\n\x15organizationmember_id\x18\x03 \x01(\x03\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x15\n\rinvite_status\x18\x07 \x01(\x05\"b\n\'UpsertOrganizationMemberMappingsRequest\x12\x37\n\x07members\x18\x01 \x03(\x0b\x32&.siloport.v1.OrganizationMemberMapping\"*\n(UpsertOrganizationMemberMappingsResponse\"\xb3\x01\n\x1dOrganizationMemberTeamReplica\x12\x13\n\x0bregion_name\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\x03\x12!\n\x19organizationmemberteam_id\x18\x03 \x01(\x03\x12\x1d\n\x15organizationmember_id\x18\x04 \x01(\x03\x12\x0f\n\x07team_id\x18\x05 \x01(\x03\x12\x11\n\tis_active\x18\x06 \x01(\x08\"o\n+UpsertOrganizationMemberTeamReplicasRequest\x12@\n\x0cmember_teams\x18\x01 \x03(\x0b\x32*.siloport.v1.OrganizationMemberTeamReplica\".\n,UpsertOrganizationMemberTeamReplicasResponse2\xb0\x07\n\x0e\x43ontrolService\x12@\n\x04Ping\x12\x18.siloport.v1.PingRequest\x1a\x19.siloport.v1.PingResponse\"\x03\x90\x02\x01\x12\x64\n\x10ImportModelBatch\x12$.siloport.v1.ImportModelBatchRequest\x1a%.siloport.v1.ImportModelBatchResponse\"\x03\x90\x02\x02\x12\x88\x01\n\x1c\x42ulkReserveOrganizationSlugs\x12\x30.siloport.v1.BulkReserveOrganizationSlugsRequest\x1a\x31.siloport.v1.BulkReserveOrganizationSlugsResponse\"\x03\x90\x02\x02\x12\x82\x01\n\x1aUpsertOrganizationMappings\x12..siloport.v1.UpsertOrganizationMappingsRequest\x1a/.siloport.v1.UpsertOrganizationMappingsResponse\"\x03\x90\x02\x02\x12\x94\x01\n UpsertOrganizationMemberMappings\x12\x34.siloport.v1.UpsertOrganizationMemberMappingsRequest\x1a\x35.siloport.v1.UpsertOrganizationMemberMappingsResponse\"\x03\x90\x02\x02\x12\xa0\x01\n$UpsertOrganizationMemberTeamReplicas\x12\x38.siloport.v1.UpsertOrganizationMemberTeamReplicasRequest\x1a\x39.siloport.v1.UpsertOrganizationMemberTeamReplicasResponse\"\x03\x90\x02\x02\x12U\n\x0b\x45xportModel\x12\x1f.siloport.v1.ExportModelRequest\x1a .siloport.v1.ExportModelResponse\"\x03\x90\x02\x01\x12U\n\x0b\x44rainOutbox\x12\x1f.siloport.v1.DrainOutboxRequest\x1a .siloport.v1.DrainOutboxResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshared/rpc/v1/control.proto\x12\x0bsiloport.v1\x1a\x1ashared/rpc/v1/common.proto\x1a\x1ashared/rpc/v1/export.proto\"\xf5\x01\n\x17ImportModelBatchRequest\x12\x11\n\timport_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rfirst_ordinal\x18\x04 \x01(\x04\x12\x16\n\x0einstances_json\x18\x0b \x01(\t\x12\x13\n\x0bmerge_users\x18\x06 \x01(\x08\x12\x19\n\x11overwrite_configs\x18\x07 \x01(\x08\x12\x12\n\nrow_by_row\x18\x08 \x01(\x08\x12\x16\n\x0eno_bookkeeping\x18\t \x01(\x08\x12\r\n\x05\x66resh\x18\n \x01(\x08J\x04\x08\x05\x10\x06R\tinstances\"\xc4\x01\n\x18ImportModelBatchResponse\x12\x0f\n\x07old_pks\x18\x04 \x03(\x03\x12\x0f\n\x07new_pks\x18\x05 \x03(\x03\x12&\n\x05kinds\x18\x06 \x03(\x0e\x32\x17.siloport.v1.ImportKind\x12\x15\n\runique_values\x18\x07 \x03(\t\x12&\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x14.siloport.v1.Finding\x12\x10\n\x08replayed\x18\x03 \x01(\x08J\x04\x08\x01\x10\x02R\x07\x65ntries\"\x98\x02\n#BulkReserveOrganizationSlugsRequest\x12\x11\n\timport_id\x18\x01 \x01(\t\x12\x13\n\x0bregion_name\x18\x02 \x01(\t\x12m\n\x18slugs_by_organization_id\x18\x03 \x03(\x0b\x32K.siloport.v1.BulkReserveOrganizationSlugsRequest.SlugsByOrganizationIdEntry\x12\x1c\n\x14slugs_held_in_region\x18\x04 \x01(\x08\x1a<\n\x1aSlugsByOrganizationIdEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb1\x01\n$BulkReserveOrganizationSlugsResponse\x12V\n\x0b\x66inal_slugs\x18\x01 \x03(\x0b\x32\x41.siloport.v1.BulkReserveOrganizationSlugsResponse.FinalSlugsEntry\x1a\x31\n\x0f\x46inalSlugsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x13OrganizationMapping\x12\x17\n\x0forganization_id\x18\x01 \x01(\x03\x12\x13\n\x0bregion_name\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\x05\"W\n!UpsertOrganizationMappingsRequest\x12\x32\n\x08mappings\x18\x01 \x03(\x0b\x32 .siloport.v1.OrganizationMapping\"G\n\"UpsertOrganizationMappingsResponse\x12!\n\x19rejected_organization_ids\x18\x01 \x03(\x03\"\xad\x01\n\x19OrganizationMemberMapping\x12\x13\n\x0bregion_name\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\x03\x12\x1d\n\x15organizationmember_id\x18\x03 \x01(\x03\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x15\n\rinvite_status\x18\x07 \x01(\x05\"b\n\'UpsertOrganizationMemberMappingsRequest\x12\x37\n\x07members\x18\x01 \x03(\x0b\x32&.siloport.v1.OrganizationMemberMapping\"*\n(UpsertOrganizationMemberMappingsResponse\"\xb3\x01\n\x1dOrganizationMemberTeamReplica\x12\x13\n\x0bregion_name\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\x03\x12!\n\x19organizationmemberteam_id\x18\x03 \x01(\x03\x12\x1d\n\x15organizationmember_id\x18\x04 \x01(\x03\x12\x0f\n\x07team_id\x18\x05 \x01(\x03\x12\x11\n\tis_active\x18\x06 \x01(\x08\"o\n+UpsertOrganizationMemberTeamReplicasRequest\x12@\n\x0cmember_teams\x18\x01 \x03(\x0b\x32*.siloport.v1.OrganizationMemberTeamReplica\".\n,UpsertOrganizationMemberTeamReplicasResponse2\xb0\x07\n\x0e\x43ontrolService\x12@\n\x04Ping\x12\x18.siloport.v1.PingRequest\x1a\x19.siloport.v1.PingResponse\"\x03\x90\x02\x01\x12\x64\n\x10ImportModelBatch\x12$.siloport.v1.ImportModelBatchRequest\x1a%.siloport.v1.ImportModelBatchResponse\"\x03\x90\x02\x02\x12\x88\x01\n\x1c\x42ulkReserveOrganizationSlugs\x12\x30.siloport.v1.BulkReserveOrganizationSlugsRequest\x1a\x31.siloport.v1.BulkReserveOrganizationSlugsResponse\"\x03\x90\x02\x02\x12\x82\x01\n\x1aUpsertOrganizationMappings\x12..siloport.v1.UpsertOrganizationMappingsRequest\x1a/.siloport.v1.UpsertOrganizationMappingsResponse\"\x03\x90\x02\x02\x12\x94\x01\n UpsertOrganizationMemberMappings\x12\x34.siloport.v1.UpsertOrganizationMemberMappingsRequest\x1a\x35.siloport.v1.UpsertOrganizationMemberMappingsResponse\"\x03\x90\x02\x02\x12\xa0\x01\n$UpsertOrganizationMemberTeamReplicas\x12\x38.siloport.v1.UpsertOrganizationMemberTeamReplicasRequest\x1a\x39.siloport.v1.UpsertOrganizationMemberTeamReplicasResponse\"\x03\x90\x02\x02\x12U\n\x0b\x45xportModel\x12\x1f.siloport.v1.ExportModelRequest\x1a .siloport.v1.ExportModelResponse\"\x03\x90\x02\x01\x12U\n\x0b\x44rainOutbox\x12\x1f.siloport.v1.DrainOutboxRequest\x1a .siloport.v1.DrainOutboxResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,34 +55,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTROLSERVICE'].methods_by_name['DrainOutbox']._serialized_options = b'\220\002\002'
   _globals['_IMPORTMODELBATCHREQUEST']._serialized_start=101
   _globals['_IMPORTMODELBATCHREQUEST']._serialized_end=346
-  _globals['_IMPORTMODELBATCHRESPONSE']._serialized_start=348
-  _globals['_IMPORTMODELBATCHRESPONSE']._serialized_end=474
-  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST']._serialized_start=477
-  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST']._serialized_end=757
-  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST_SLUGSBYORGANIZATIONIDENTRY']._serialized_start=697
-  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST_SLUGSBYORGANIZATIONIDENTRY']._serialized_end=757
-  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE']._serialized_start=760
-  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE']._serialized_end=937
-  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE_FINALSLUGSENTRY']._serialized_start=888
-  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE_FINALSLUGSENTRY']._serialized_end=937
-  _globals['_ORGANIZATIONMAPPING']._serialized_start=939
-  _globals['_ORGANIZATIONMAPPING']._serialized_end=1050
-  _globals['_UPSERTORGANIZATIONMAPPINGSREQUEST']._serialized_start=1052
-  _globals['_UPSERTORGANIZATIONMAPPINGSREQUEST']._serialized_end=1139
-  _globals['_UPSERTORGANIZATIONMAPPINGSRESPONSE']._serialized_start=1141
-  _globals['_UPSERTORGANIZATIONMAPPINGSRESPONSE']._serialized_end=1212
-  _globals['_ORGANIZATIONMEMBERMAPPING']._serialized_start=1215
-  _globals['_ORGANIZATIONMEMBERMAPPING']._serialized_end=1388
-  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSREQUEST']._serialized_start=1390
-  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSREQUEST']._serialized_end=1488
-  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSRESPONSE']._serialized_start=1490
-  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSRESPONSE']._serialized_end=1532
-  _globals['_ORGANIZATIONMEMBERTEAMREPLICA']._serialized_start=1535
-  _globals['_ORGANIZATIONMEMBERTEAMREPLICA']._serialized_end=1714
-  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASREQUEST']._serialized_start=1716
-  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASREQUEST']._serialized_end=1827
-  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASRESPONSE']._serialized_start=1829
-  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASRESPONSE']._serialized_end=1875
-  _globals['_CONTROLSERVICE']._serialized_start=1878
-  _globals['_CONTROLSERVICE']._serialized_end=2822
+  _globals['_IMPORTMODELBATCHRESPONSE']._serialized_start=349
+  _globals['_IMPORTMODELBATCHRESPONSE']._serialized_end=545
+  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST']._serialized_start=548
+  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST']._serialized_end=828
+  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST_SLUGSBYORGANIZATIONIDENTRY']._serialized_start=768
+  _globals['_BULKRESERVEORGANIZATIONSLUGSREQUEST_SLUGSBYORGANIZATIONIDENTRY']._serialized_end=828
+  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE']._serialized_start=831
+  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE']._serialized_end=1008
+  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE_FINALSLUGSENTRY']._serialized_start=959
+  _globals['_BULKRESERVEORGANIZATIONSLUGSRESPONSE_FINALSLUGSENTRY']._serialized_end=1008
+  _globals['_ORGANIZATIONMAPPING']._serialized_start=1010
+  _globals['_ORGANIZATIONMAPPING']._serialized_end=1121
+  _globals['_UPSERTORGANIZATIONMAPPINGSREQUEST']._serialized_start=1123
+  _globals['_UPSERTORGANIZATIONMAPPINGSREQUEST']._serialized_end=1210
+  _globals['_UPSERTORGANIZATIONMAPPINGSRESPONSE']._serialized_start=1212
+  _globals['_UPSERTORGANIZATIONMAPPINGSRESPONSE']._serialized_end=1283
+  _globals['_ORGANIZATIONMEMBERMAPPING']._serialized_start=1286
+  _globals['_ORGANIZATIONMEMBERMAPPING']._serialized_end=1459
+  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSREQUEST']._serialized_start=1461
+  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSREQUEST']._serialized_end=1559
+  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSRESPONSE']._serialized_start=1561
+  _globals['_UPSERTORGANIZATIONMEMBERMAPPINGSRESPONSE']._serialized_end=1603
+  _globals['_ORGANIZATIONMEMBERTEAMREPLICA']._serialized_start=1606
+  _globals['_ORGANIZATIONMEMBERTEAMREPLICA']._serialized_end=1785
+  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASREQUEST']._serialized_start=1787
+  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASREQUEST']._serialized_end=1898
+  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASRESPONSE']._serialized_start=1900
+  _globals['_UPSERTORGANIZATIONMEMBERTEAMREPLICASRESPONSE']._serialized_end=1946
+  _globals['_CONTROLSERVICE']._serialized_start=1949
+  _globals['_CONTROLSERVICE']._serialized_end=2893
 # @@protoc_insertion_point(module_scope)

@@ -89,25 +89,41 @@ Global___ImportModelBatchRequest: _TypeAlias = ImportModelBatchRequest  # noqa: 
 class ImportModelBatchResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ENTRIES_FIELD_NUMBER: _builtins.int
+    OLD_PKS_FIELD_NUMBER: _builtins.int
+    NEW_PKS_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    UNIQUE_VALUES_FIELD_NUMBER: _builtins.int
     FINDINGS_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
     """True when this batch had already been written by an earlier run of the same import."""
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PkMapEntry]: ...
+    def old_pks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def new_pks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.ImportKind.ValueType]: ...
+    @_builtins.property
+    def unique_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The instance's slug or unique name after collision handling ("" for none); empty when no instance
+        of the batch has one.
+        """
+
     @_builtins.property
     def findings(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Finding]: ...
     def __init__(
         self,
         *,
-        entries: _abc.Iterable[_common_pb2.PkMapEntry] | None = ...,
+        old_pks: _abc.Iterable[_builtins.int] | None = ...,
+        new_pks: _abc.Iterable[_builtins.int] | None = ...,
+        kinds: _abc.Iterable[_common_pb2.ImportKind.ValueType] | None = ...,
+        unique_values: _abc.Iterable[_builtins.str] | None = ...,
         findings: _abc.Iterable[_common_pb2.Finding] | None = ...,
         replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "findings", b"findings", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "kinds", b"kinds", "new_pks", b"new_pks", "old_pks", b"old_pks", "replayed", b"replayed", "unique_values", b"unique_values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
