@@ -73,10 +73,8 @@ def test_two_halves_give_the_result_of_one_pass(tmp_path: Path, bom: bool, inden
     same(path)
 
 
-def test_the_split_happens_and_the_second_half_is_counted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = write(tmp_path / "export.json", records())
+def joined_parts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The instances of each part the first process takes from the forked one (filled as they come)."""
     joined: list[int] = []
     original = scan_module._Checker.joins
 
@@ -85,6 +83,14 @@ def test_the_split_happens_and_the_second_half_is_counted(
         return original(self, tail)
 
     monkeypatch.setattr(scan_module._Checker, "joins", spy)
+    return joined
+
+
+def test_the_split_happens_and_the_second_half_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "export.json", records())
+    joined = joined_parts(monkeypatch)
     result = split(path)
     assert isinstance(result, Scan) and result.records == len(records())
     assert len(joined) == 1 and 0 < joined[0] < result.records
@@ -223,14 +229,7 @@ def test_the_first_process_takes_less_while_busy_with_something_else(
     """``meanwhile`` runs once, while the forked process checks its part, and that part is larger by what
     the first process could have checked in that time: the result is still the one of one pass."""
     path = write(tmp_path / "export.json", records())
-    joined: list[int] = []
-    original = scan_module._Checker.joins
-
-    def spy(self: scan_module._Checker, tail: scan_module._Tail) -> bool:
-        joined.append(tail.total)
-        return original(self, tail)
-
-    monkeypatch.setattr(scan_module._Checker, "joins", spy)
+    joined = joined_parts(monkeypatch)
     children_during: list[int] = []
 
     def meanwhile() -> None:
