@@ -221,9 +221,8 @@ class ImportEngine:
     def _write_in_lanes(self, scan: Scan, preparer: Preparer, summary: ImportSummary) -> None:
         """Control's models and the region's at the same time, a thread each (``region.importer.lanes``),
         and the slug step on a third once the organizations and the models that refer to them are
-        written, while the lanes go on. The
-        deferred models come last. After a lane (or the slug step) fails, the others stop before their
-        next batch."""
+        written, while the lanes go on. The deferred models come last. After a lane (or the slug step)
+        fails, the others stop before their next batch."""
         spool = scan.spool
         assert spool is not None
         board = self._board = LaneBoard({**scan.counts, SLUG_STEP: 1})
