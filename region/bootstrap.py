@@ -126,7 +126,7 @@ class ImportSlugs:
         self._region, self._timeout = region_name, timeout_s
 
     def reserve(self, import_id: str, wanted: Mapping[int, str]) -> dict[int, str]:
-        self._organizations.drain([organization_shard(organization_id) for organization_id in wanted])
+        self.deliver_rest(list(wanted))
         # The organizations hold the slugs they ask for here (the import wrote them so), so control
         # reserves a slug that is free everywhere without a rename callback.
         final = self._control.reserve_slugs(
@@ -135,10 +135,13 @@ class ImportSlugs:
         with self._organizations.unit_of_work() as work:
             record_slugs(work.session, import_id, final)
             work.commit()
-        self._organizations.drain([organization_shard(organization_id) for organization_id in final])
+        self.deliver_rest(list(final))
         return final
 
     def deliver_rest(self, organization_ids: Sequence[int]) -> None:
+        """Everything queued in these organizations' outbox shards, delivered now (waiting for shards
+        another drainer holds): before the slug call, the mappings its answer queued after it, and at
+        the import's end what its deliveries left."""
         self._organizations.drain(
             [organization_shard(organization_id) for organization_id in organization_ids]
         )

@@ -43,14 +43,13 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    insert,
     or_,
     select,
     update,
 )
 
 from shared.db.among import among_parts
-from shared.db.copy import can_copy, copy_rows
+from shared.db.copy import insert_rows
 from shared.db.relocation_tables import ID
 
 _LOGGER = logging.getLogger(__name__)
@@ -200,10 +199,7 @@ def enqueue_many(
         )
         for shard, category, object_id, payload in messages
     ]
-    if can_copy(connection):
-        copy_rows(connection, table, _ENQUEUED, rows)
-    else:
-        connection.execute(insert(table), [dict(zip(_ENQUEUED, row, strict=True)) for row in rows])
+    insert_rows(connection, table, _ENQUEUED, rows)
 
 
 def _aware(value: datetime) -> datetime:

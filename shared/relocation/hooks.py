@@ -9,7 +9,6 @@ import hashlib
 import json
 import re
 import string
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from random import Random
@@ -105,8 +104,8 @@ def _setter(field: str, make: Callable[[], str]) -> Callable[[Values, dict[str, 
 
 #: (model, field) -> how to give an instance a fresh value when its secret clashes.
 REGENERATORS: dict[tuple[str, str], Callable[[Values, dict[str, str]], None]] = {
-    ("sentry.projectkey", "public_key"): _setter("public_key", lambda: uuid.uuid4().hex),
-    ("sentry.projectkey", "secret_key"): _setter("secret_key", lambda: uuid.uuid4().hex),
+    ("sentry.projectkey", "public_key"): _setter("public_key", tokens.uuid4_hex),
+    ("sentry.projectkey", "secret_key"): _setter("secret_key", tokens.uuid4_hex),
     ("sentry.organizationmember", "token"): _setter("token", lambda: tokens.token_hex(32)),
     ("sentry.apiapplication", "client_id"): _setter("client_id", lambda: tokens.token_hex(32)),
     ("sentry.orgauthtoken", "token_hashed"): _mint_org_token,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import uuid
 
 #: Bytes asked of the kernel at a time.
 POOL_BYTES = 64 << 10
@@ -53,3 +54,8 @@ def token_hex(n: int) -> str:
 def token_urlsafe(n: int) -> str:
     """``n`` random bytes in URL-safe base64 without padding, as ``secrets.token_urlsafe`` gives them."""
     return base64.urlsafe_b64encode(_POOL.take(n)).rstrip(b"=").decode("ascii")
+
+
+def uuid4_hex() -> str:
+    """A random (version 4) UUID as 32 hexadecimal digits, as ``uuid.uuid4().hex`` gives it."""
+    return uuid.UUID(bytes=_POOL.take(16), version=4).hex

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from control.db.models import OrganizationMemberMapping
+from region.bootstrap import ImportSlugs
 from region.config import RegionSettings
 from region.db.models import IMPORT_CHUNKS, REGION_OUTBOX, RELOCATION_TABLES
 from region.db.schema import MIGRATIONS
@@ -165,6 +166,51 @@ def early_fork_main() -> None:
     remote.close()
     client.close()
     region.dispose()
+
+
+def test_what_the_deliveries_left_reaches_control_at_the_end_of_the_import(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Deliveries that failed leave the members' messages in the organizations' shards; the import's
+    last step (``ImportSlugs.deliver_rest``) takes them to control, so it still ends up to date."""
+    control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
+    control = start_control(control_db, tmp_path)
+    region = make_engine(region_db)
+    MIGRATIONS.upgrade(region)
+    client = GrpcControlClient(control.address, settings=rpc())
+    try:
+        control.wait_healthy()
+        service = OrganizationService(region, client, region_name="eu")
+
+        def failing(bounds: Mapping[Shard, int]) -> int:
+            raise RuntimeError("control did not answer")
+
+        delivery = BackgroundDelivery(service.outbox, service.handle, drain=failing)
+        writer = outbox_writer(region, service, delivery)
+        options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
+        records = list(generate(orgs=2, members=5, teams=1, projects=1))
+        organizations = writer.write(
+            Batch("sentry.organization", 1, rows_of("sentry.organization", records), options)
+        ).entries
+        new_pks = {e.old_pk: e.new_pk for e in organizations}
+        members = rows_of("sentry.organizationmember", records, inviter_id=None)
+        for row in members:
+            row.values["organization"] = new_pks[row.values["organization"]]
+        writer.write(Batch("sentry.organizationmember", 1, tuple(members), options))
+        assert delivery.close(30)
+        assert control_copies(control_db) == set()  # nothing got through
+        with region.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(REGION_OUTBOX)).scalar_one() > 0
+
+        ImportSlugs(service, client, region_name="eu").deliver_rest(sorted(new_pks.values()))
+        assert len(control_copies(control_db)) == 10
+        assert {org for _m, org, _u in control_copies(control_db)} == set(new_pks.values())
+        with region.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(REGION_OUTBOX)).scalar_one() == 0
+    finally:
+        client.close()
+        region.dispose()
+        control.stop()
 
 
 def test_started_before_anything_else_the_delivery_process_is_forked_and_delivers(

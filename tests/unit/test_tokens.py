@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import secrets
+import uuid
 
 from shared.relocation import tokens
 
@@ -17,6 +18,8 @@ def test_tokens_have_the_format_of_the_secrets_modules() -> None:
     assert len(urlsafe) == len(secrets.token_urlsafe(30)) == 40
     assert len(base64.urlsafe_b64decode(urlsafe + "=" * (-len(urlsafe) % 4))) == 30
     assert len(tokens.token_bytes(tokens.POOL_BYTES + 10)) == tokens.POOL_BYTES + 10
+    key = tokens.uuid4_hex()
+    assert re.fullmatch(r"[0-9a-f]{32}", key) and uuid.UUID(hex=key).version == 4
 
 
 def test_no_token_repeats_across_refills() -> None:
