@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import threading
@@ -56,12 +57,16 @@ class BenchOptions:
     keep_databases: bool
     write_workers: int = 0
     json_path: Path | None = None
+    #: Runs of each size and mode.
+    repeat: int = 1
 
 
 @dataclass
 class Figures:
     size: int
     mode: str
+    #: Which of the repeated runs of this size and mode (from 1).
+    run: int = 1
     instances: int = 0
     wall_s: float = 0.0
     #: model -> (instances, seconds, seconds from the importer's start to its line), from the importer's
@@ -85,6 +90,49 @@ class Figures:
 
 class BenchError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The runs of one size and mode: medians and ranges (each run's ratio uses the COPY timed right
+    after it, in the same minute of the machine)."""
+
+    size: int
+    mode: str
+    runs: int
+    instances: int
+    wall_s: float
+    wall_range: tuple[float, float]
+    copy_s: float
+    ratio: float
+    ratio_range: tuple[float, float]
+    importer_mib: float
+
+
+def spreads(results: Iterable[Figures]) -> list[Spread]:
+    """One :class:`Spread` per size and mode, in the order the runs came."""
+    grouped: dict[tuple[int, str], list[Figures]] = {}
+    for figures in results:
+        grouped.setdefault((figures.size, figures.mode), []).append(figures)
+    found = []
+    for (size, mode), runs in grouped.items():
+        walls = [f.wall_s for f in runs]
+        ratios = [f.ratio for f in runs]
+        found.append(
+            Spread(
+                size=size,
+                mode=mode,
+                runs=len(runs),
+                instances=max(f.instances for f in runs),
+                wall_s=statistics.median(walls),
+                wall_range=(min(walls), max(walls)),
+                copy_s=statistics.median(f.copy_s for f in runs),
+                ratio=statistics.median(ratios),
+                ratio_range=(min(ratios), max(ratios)),
+                importer_mib=max(f.peak_rss_mib.get("importer", 0.0) for f in runs),
+            )
+        )
+    return found
 
 
 def export_for(size: int, workdir: Path) -> Path:
@@ -201,13 +249,13 @@ def _served(log: Path) -> dict[str, int]:
     return {}
 
 
-def run_import(export: Path, size: int, mode: str, options: BenchOptions) -> Figures:
+def run_import(export: Path, size: int, mode: str, options: BenchOptions, run: int = 1) -> Figures:
     tag = uuid.uuid4().hex[:10]
     names = {"control": f"bench_control_{tag}", "region": f"bench_region_{tag}"}
-    logs = options.workdir / f"logs-{size}-{mode}"
+    logs = options.workdir / (f"logs-{size}-{mode}" + (f"-run{run}" if options.repeat > 1 else ""))
     logs.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(16)
-    figures = Figures(size, mode)
+    figures = Figures(size, mode, run)
     with psycopg.connect(options.admin_url, autocommit=True) as admin:
         for name in names.values():
             admin.execute(f'CREATE DATABASE "{name}"')
@@ -380,9 +428,10 @@ def copy_reference(libpq_url: str, tables: Iterable[Table]) -> tuple[float, int]
     return total, rows
 
 
-def report(figures: Figures) -> None:
+def report(figures: Figures, repeat: int = 1) -> None:
     orgs = max(1, round(figures.size / per_organization(**SIZED_SHAPE)))
-    print(f"\n== {figures.instances:,} instances ({orgs:,} organizations) · mode {figures.mode}")
+    of = f" · run {figures.run} of {repeat}" if repeat > 1 else ""
+    print(f"\n== {figures.instances:,} instances ({orgs:,} organizations) · mode {figures.mode}{of}")
     print(f"   wall {figures.wall_s:.1f} s · {figures.rate:,.0f} instances/s")
     print(
         f"   COPY of the same {figures.copy_rows:,} rows: {figures.copy_s:.2f} s · "
@@ -418,27 +467,51 @@ def report(figures: Figures) -> None:
 
 
 def summary(results: list[Figures]) -> None:
+    repeated = any(f.run > 1 for f in results)
     print("\n== summary")
-    print(f"   {'instances':>10} {'mode':<15} {'wall s':>8} {'inst/s':>8} {'COPY s':>7} {'ratio':>6} "
-          f"{'importer MiB':>12} {'RPCs':>7}")  # fmt: skip
+    run_column = f" {'run':>3}" if repeated else ""
+    print(f"   {'instances':>10} {'mode':<15}{run_column} {'wall s':>8} {'inst/s':>8} {'COPY s':>7} "
+          f"{'ratio':>6} {'importer MiB':>12} {'RPCs':>7}")  # fmt: skip
     for f in results:
         rpcs = sum(sum(c.values()) for c in f.rpcs.values())
+        run = f" {f.run:>3}" if repeated else ""
         print(
-            f"   {f.instances:>10,} {f.mode:<15} {f.wall_s:>8.1f} {f.rate:>8,.0f} {f.copy_s:>7.2f} "
+            f"   {f.instances:>10,} {f.mode:<15}{run} {f.wall_s:>8.1f} {f.rate:>8,.0f} {f.copy_s:>7.2f} "
             f"{f.ratio:>5.1f}x {f.peak_rss_mib.get('importer', 0):>12.0f} {rpcs:>7,}"
         )
-    by = {(f.size, f.mode): f for f in results}
-    for size in sorted({f.size for f in results}):
-        normal, bare, per_row = (
-            by.get((size, "siloport")),
-            by.get((size, "no-bookkeeping")),
-            by.get((size, "per-row")),
-        )
+    found = spreads(results)
+    if repeated:
+        print("\n== medians (ranges) over the runs; each run's ratio uses the COPY timed right after it")
+        print(f"   {'instances':>10} {'mode':<15} {'runs':>4} {'wall s':>8} {'range':>11} {'COPY s':>7} "
+              f"{'ratio':>6} {'range':>11} {'importer MiB':>12}")  # fmt: skip
+        for m in found:
+            walls = f"{m.wall_range[0]:.1f}-{m.wall_range[1]:.1f}"
+            ratios = f"{m.ratio_range[0]:.1f}-{m.ratio_range[1]:.1f}x"
+            print(
+                f"   {m.instances:>10,} {m.mode:<15} {m.runs:>4} {m.wall_s:>8.1f} {walls:>11} "
+                f"{m.copy_s:>7.2f} {m.ratio:>5.1f}x {ratios:>11} {m.importer_mib:>12.0f}"
+            )
+    for line in comparisons(found):
+        print(f"   {line}")
+
+
+def comparisons(found: Sequence[Spread]) -> list[str]:
+    """The bookkeeping's cost and the per-row baseline's slowness, from each mode's median wall time."""
+    by = {(m.size, m.mode): m for m in found}
+    lines = []
+    median = " (medians)" if any(m.runs > 1 for m in found) else ""
+    for size in sorted({m.size for m in found}):
+        normal, bare, per_row = (by.get((size, mode)) for mode in ("siloport", "no-bookkeeping", "per-row"))
         if normal and bare and bare.wall_s:
             cost = 100 * (normal.wall_s - bare.wall_s) / bare.wall_s
-            print(f"   {size:,}: resumable bookkeeping costs {cost:+.1f}% of the import without it")
+            lines.append(
+                f"{size:,}: resumable bookkeeping costs {cost:+.1f}% of the import without it{median}"
+            )
         if normal and per_row and normal.wall_s:
-            print(f"   {size:,}: per-row baseline takes {per_row.wall_s / normal.wall_s:.1f}x as long")
+            lines.append(
+                f"{size:,}: per-row baseline takes {per_row.wall_s / normal.wall_s:.1f}x as long{median}"
+            )
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None) -> BenchOptions:
@@ -473,6 +546,15 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
         metavar="N",
         help="control's write worker processes (control serve --write-workers; default %(default)s)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs of each size and mode, the modes taking turns in each round (the machine's speed "
+        "changes from minute to minute); the summary adds each one's median and range (default "
+        "%(default)s)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases")
     args = parser.parse_args(argv)
@@ -480,6 +562,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f"unknown mode(s): {', '.join(unknown)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     args.workdir.mkdir(parents=True, exist_ok=True)
     options = BenchOptions(
         sizes=tuple(int(s.replace("_", "")) for s in args.instances.split(",") if s),
@@ -490,6 +574,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
         keep_databases=args.keep_databases,
         json_path=args.json,
         write_workers=args.write_workers,
+        repeat=args.repeat,
     )
     options.workdir.mkdir(parents=True, exist_ok=True)
     return options
@@ -503,10 +588,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for size in options.sizes:
             export = export_for(size, options.workdir)
-            for mode in options.modes:
-                figures = run_import(export, size, mode, options)
-                report(figures)
-                results.append(figures)
+            for run in range(1, options.repeat + 1):
+                for mode in options.modes:
+                    figures = run_import(export, size, mode, options, run)
+                    report(figures, options.repeat)
+                    results.append(figures)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
