@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
 from region.importer.console import ConsoleProgress, print_summary
-from region.importer.engine import ImportSummary
 from region.importer.errors import NotAnExport
 from region.importer.options import DEFAULT_BATCH_SIZE, ImportOptions
 from region.importer.scan import Scan, scan_file
@@ -22,12 +21,14 @@ from shared.cli import CliError, add_rpc_arguments, env_default
 from shared.config import data_dir
 from shared.errors import SharedError
 from shared.gc_tuning import tune_for_bulk_work
-from shared.relocation.archive import Decryptor, GcpKmsDecryptor, PrivateKeyDecryptor, plain_export
 from shared.relocation.findings import Finding, FindingsLog
+from shared.relocation.sniff import InputKind, sniff
 from shared.relocation.spec import ImportScope
 
 if TYPE_CHECKING:
     from region.delivery_process import DeliveryProcess
+    from region.importer.engine import ImportSummary
+    from shared.relocation.archive import Decryptor
 
 #: About how many bytes of an export one process checks while the other loads the database layer and
 #: gRPC and starts the delivery process (``_WarmUp``): the check pass's forked process takes that much
@@ -94,11 +95,27 @@ def _opener(path: Path, name: str) -> Callable[[], AbstractContextManager[TextIO
 
 
 def _decryptor(args: argparse.Namespace) -> Decryptor | None:
+    from shared.relocation.archive import GcpKmsDecryptor, PrivateKeyDecryptor  # noqa: PLC0415
+
     if args.decrypt_with:
         return PrivateKeyDecryptor(Path(args.decrypt_with))
     if args.decrypt_with_gcp_kms:
         return GcpKmsDecryptor(Path(args.decrypt_with_gcp_kms))
     return None
+
+
+def _plain_export(args: argparse.Namespace, path: Path, workdir: Path, source_name: str) -> Path:
+    """The plain JSON export ``path`` holds (``shared.relocation.archive.plain_export``). A plain JSON
+    file with no decryption asked for is taken as it is, without loading the archive code and the
+    cryptography library (a few hundredths of a second before the check pass can start)."""
+    if (
+        not (args.decrypt_with or args.decrypt_with_gcp_kms)
+        and sniff(path, source_name).kind is InputKind.JSON
+    ):
+        return path
+    from shared.relocation.archive import plain_export  # noqa: PLC0415
+
+    return plain_export(path, _decryptor(args), workdir, name=source_name)
 
 
 def _confirm(args: argparse.Namespace, scan: Scan, options: ImportOptions, target: str) -> bool:
@@ -155,7 +172,7 @@ def _import(
     # Recognised by content: plain JSON as is; gzip and encrypted archives into a private temporary
     # directory, removed at exit. Decryption comes before anything is written.
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="siloport-import-")))
-    path = plain_export(path, _decryptor(args), workdir, name=source_name)
+    path = _plain_export(args, path, workdir, source_name)
     open_source = _opener(path, source_name)
     if not args.silent:
         print(f"import id: {options.import_id}", file=out, flush=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from region.importer.engine import ImportSummary
 from shared.relocation.findings import FindingsLog
+
+if TYPE_CHECKING:
+    from region.importer.engine import ImportSummary
 
 
 class ConsoleProgress:

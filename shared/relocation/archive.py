@@ -27,7 +27,6 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -71,6 +70,7 @@ from shared.relocation.archive_keys import (
     rsa_public_key,
     spki_pem,
 )
+from shared.relocation.sniff import InputKind, Sniffed, sniff
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -116,8 +116,6 @@ PUBLIC_KEY_MEMBER = "key.pub"
 MEMBERS = (EXPORT_MEMBER, DATA_KEY_MEMBER, PUBLIC_KEY_MEMBER)
 DECRYPT_HINT = "pass --decrypt-with PRIVATE_KEY.pem or --decrypt-with-gcp-kms CONFIG.json"
 _CHUNK = 1 * MiB  # a multiple of 4, so that base64 chunks decode on their own
-_BOM = b"\xef\xbb\xbf"
-_JSON_WHITESPACE = b" \t\r\n"
 _BLOCK = tarfile.BLOCKSIZE
 
 
@@ -141,76 +139,7 @@ class ArchiveLimits:
 DEFAULT_LIMITS = ArchiveLimits()
 
 
-# --- recognising the input -----------------------------------------------------------------------------
-
-
-class _Kind(Enum):
-    JSON = "json"
-    GZIP = "gzip"
-    TAR = "tar"
-
-
-#: (offset, magic, kind, description): what the first block of a file can say about it. A plain JSON
-#: export is recognised first (by its first significant byte), so text that happens to hold "ustar" at
-#: offset 257 is never taken for a tar.
-_SIGNATURES: tuple[tuple[int, bytes, _Kind | None, str], ...] = (
-    (257, b"ustar", _Kind.TAR, "tar"),
-    (0, b"PK\x03\x04", None, "a zip archive"),
-    (0, b"BZh", None, "a bzip2 file"),
-    (0, b"\xfd7zXZ\x00", None, "an xz file"),
-    (0, b"\x28\xb5\x2f\xfd", None, "a zstd file"),
-)
-_GZIP_MAGIC = b"\x1f\x8b"
-_EXPECTED = "an export is a JSON list of records, a gzip of one, or an encrypted archive (a tar)"
-
-
-@dataclass(frozen=True)
-class _Sniffed:
-    kind: _Kind | None
-    #: What the file holds, in words, for messages.
-    found: str
-    #: ":LINE:COLUMN" of the first significant character when the file is text, else "".
-    position: str = ""
-
-    def error(self, source: str) -> UnrecognisedInput:
-        return UnrecognisedInput(f"{source}{self.position}: {_EXPECTED}; found {self.found}")
-
-
-def _sniff(path: Path, source: str) -> _Sniffed:
-    """What the file holds, recognised by its first bytes."""
-    try:
-        with path.open("rb") as stream:
-            head = stream.read(_BLOCK)
-            if head.startswith(_GZIP_MAGIC):
-                return _Sniffed(_Kind.GZIP, "gzip")
-            start, line, column = _first_significant_bytes(head.removeprefix(_BOM), stream)
-    except OSError as exc:
-        raise InputUnreadable(f"{source}: cannot read ({exc.strerror or exc})") from None
-    if start.startswith(b"["):
-        return _Sniffed(_Kind.JSON, "JSON")
-    for offset, magic, kind, what in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return _Sniffed(kind, what)
-    if not start:
-        return _Sniffed(None, "an empty file")
-    found = "a JSON object" if start.startswith(b"{") else f"content starting with {start!r}"
-    return _Sniffed(None, found, f":{line}:{column}")
-
-
-def _first_significant_bytes(data: bytes, stream: BinaryIO) -> tuple[bytes, int, int]:
-    """Up to 16 bytes from the first one that is not JSON whitespace (empty if there is none), with its
-    line and column."""
-    line, column = 1, 1
-    while data:
-        stripped = data.lstrip(_JSON_WHITESPACE)
-        skipped = data[: len(data) - len(stripped)]
-        newlines = skipped.count(b"\n")
-        line += newlines
-        column = len(skipped) - skipped.rfind(b"\n") if newlines else column + len(skipped)
-        if stripped:
-            return stripped[:16], line, column
-        data = stream.read(_CHUNK)
-    return b"", line, column
+# --- the input as plain JSON (recognised by shared.relocation.sniff) ----------------------------------
 
 
 def _private_file(workdir: Path, prefix: str) -> tuple[BinaryIO, Path]:
@@ -244,23 +173,23 @@ def plain_export(
     file (mode 0600) in ``workdir``. ``name`` is how messages call the input (default: ``path``).
     Raises an :class:`ArchiveError` that names the file and member."""
     source = name if name is not None else str(path)
-    sniffed = _sniff(path, source)
-    if sniffed.kind is _Kind.JSON:
+    sniffed = sniff(path, source)
+    if sniffed.kind is InputKind.JSON:
         return path
-    if sniffed.kind is _Kind.TAR:
+    if sniffed.kind is InputKind.TAR:
         return _decrypt_archive(path, source, decryptor, workdir, limits)
-    if sniffed.kind is not _Kind.GZIP:
+    if sniffed.kind is not InputKind.GZIP:
         raise sniffed.error(source)
     inner = _gunzip(path, source, workdir, limits)
     inner_source = f"{source} (decompressed)"
-    inner_sniffed = _sniff(inner, inner_source)
-    if inner_sniffed.kind is _Kind.JSON:
+    inner_sniffed = sniff(inner, inner_source)
+    if inner_sniffed.kind is InputKind.JSON:
         return inner
     try:
-        if inner_sniffed.kind is _Kind.TAR:
+        if inner_sniffed.kind is InputKind.TAR:
             return _decrypt_archive(inner, inner_source, decryptor, workdir, limits)
-        if inner_sniffed.kind is _Kind.GZIP:
-            inner_sniffed = _Sniffed(None, "a gzip inside a gzip")
+        if inner_sniffed.kind is InputKind.GZIP:
+            inner_sniffed = Sniffed(None, "a gzip inside a gzip")
         raise inner_sniffed.error(inner_source)
     finally:
         inner.unlink(missing_ok=True)
@@ -485,8 +414,8 @@ def _decrypt_archive(
             plain = _produce(workdir, "decrypted-", write)
         except OSError as exc:
             raise InputUnreadable(f"{source}: cannot decrypt ({exc.strerror or exc})") from None
-    sniffed = _sniff(plain, source)
-    if sniffed.kind is not _Kind.JSON:
+    sniffed = sniff(plain, source)
+    if sniffed.kind is not InputKind.JSON:
         plain.unlink(missing_ok=True)
         raise UnrecognisedInput(
             f"{source}: the decrypted {EXPORT_MEMBER} is not a JSON list of records (found {sniffed.found})"
