@@ -35,6 +35,7 @@ from sqlalchemy import Table
 from bench.generate import SIZED_SHAPE, per_organization, sized, write_export
 from control.db.models import RELOCATION_TABLES as CONTROL_TABLES
 from region.db.models import RELOCATION_TABLES as REGION_TABLES
+from region.importer.options import DEFAULT_BATCH_SIZE
 from shared.launcher import SiloProcess, free_port
 
 MODES = {
@@ -538,7 +539,12 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
     parser.add_argument(
         "--workdir", type=Path, default=Path(".bench"), help="exports and logs (default .bench)"
     )
-    parser.add_argument("--batch-size", type=int, default=1000, help="the import's batch size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="the import's batch size (default %(default)s)",
+    )
     parser.add_argument(
         "--write-workers",
         type=int,

@@ -319,7 +319,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--batch-size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
-        help="instances per batch and transaction (default %(default)s)",
+        help="instances per batch and transaction (default %(default)s; a batch of large records ends "
+        "once their JSON reaches 8 MiB); a resumed import must use the one it started with",
     )
     # Benchmark modes (bench/run.py compares against them); hidden: never for real imports.
     parser.add_argument("--bench-row-by-row", action="store_true", help=argparse.SUPPRESS)

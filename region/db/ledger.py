@@ -33,9 +33,10 @@ class SqlImportLedger:
                 )
                 return False
             if record.options != fingerprint:
+                differences = _differences(record.options, fingerprint)
                 raise OptionsMismatch(
-                    f"import {options.import_id} was started with other options ({record.options}); "
-                    f"a resumed import must use the same scope, flags, filters and batch size"
+                    f"import {options.import_id} was started with other options ({differences}); "
+                    "a resumed import must use the same scope, flags, filters and batch size"
                 )
             if record.source_digest != digest:
                 if not options.accept_changed_source:
@@ -60,3 +61,21 @@ class SqlImportLedger:
             record = session.get(RegionImport, import_id)
             if record is not None:
                 record.status = "failed"
+
+
+def _differences(started: str, now: str) -> str:
+    """What differs between two option fingerprints, in words ("batch_size 1000 then, 4000 now": the
+    default batch size may have changed since the import started); the recorded text where it is not a
+    fingerprint of this version."""
+    try:
+        before, after = json.loads(started), json.loads(now)
+    except ValueError:
+        return started
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return started
+    changed = [
+        f"{key} {json.dumps(before.get(key))} then, {json.dumps(after.get(key))} now"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+    return "; ".join(changed) or started

@@ -99,14 +99,14 @@ class ImportSummary:
 
 
 def _spooled(record: Record) -> list[object]:
-    return [record.index, record.line, record.column, record.model, record.pk, record.fields]
+    return [record.index, record.line, record.column, record.model, record.pk, record.fields, record.size]
 
 
 def _unspool(spool: TextIO) -> Iterator[Record]:
     """The records the first pass kept, in file order, with their positions in the export."""
     for line in spool:
-        index, line_number, column, model, pk, fields = json.loads(line)
-        yield Record(index, line_number, column, model, pk, fields)
+        index, line_number, column, model, pk, fields, size = json.loads(line)
+        yield Record(index, line_number, column, model, pk, fields, size)
 
 
 @dataclass
@@ -117,6 +117,28 @@ class _Batch:
 
 #: Most batches being written at once (in each lane).
 MAX_IN_FLIGHT = 2
+#: A batch ends early once its records' JSON text reaches this many characters, so that a batch of
+#: large records stays well within a message's limit (``shared.rpc.server.MAX_MESSAGE_BYTES``: 64 MiB,
+#: at most 4 bytes a character) and in memory. Usual records are a few hundred characters: a batch of
+#: them ends at the batch size.
+BATCH_CHARS = 8 << 20
+
+
+def _within_chars(records: list[tuple[Record, int]], chars: int) -> Iterator[list[tuple[Record, int]]]:
+    """``records`` in consecutive parts, each ending at the record whose text makes it reach ``chars``
+    characters (the JSON text as the reader measured it; the same whether records come from the export
+    or the check pass's files, so a resumed import finds the same batches)."""
+    if sum(record.size for record, _ordinal in records) < chars:
+        yield records
+        return
+    start, total = 0, 0
+    for position, (record, _ordinal) in enumerate(records):
+        total += record.size
+        if total >= chars:
+            yield records[start : position + 1]
+            start, total = position + 1, 0
+    if start < len(records):
+        yield records[start:]
 
 
 @functools.cache
@@ -381,25 +403,26 @@ class ImportEngine:
 
         for (model, _run), run in itertools.groupby(numbered(), key=run_of):
             spec = lookup(model)
-            while chunk := list(itertools.islice(run, self.options.batch_size)):
-                # (a skipped model's records are never spooled for the deferred pass, and in lanes the
-                # deferred pass is the first to see the deferred models: each is reported once)
-                if spec is None:
-                    self._skip_model(model, len(chunk), "siloport does not know this model", summary)
-                    continue
-                if spec.scope not in self.options.scope.admits:
-                    self._skip_model(
-                        model,
-                        len(chunk),
-                        f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
-                        summary,
-                    )
-                    continue
-                if spec.deferred == deferred:
-                    yield _Batch(spec, chunk)
-                elif spool is not None:
-                    for record, _ordinal in chunk:
-                        spool.write(json.dumps(_spooled(record), separators=(",", ":")) + "\n")
+            while taken := list(itertools.islice(run, self.options.batch_size)):
+                for chunk in _within_chars(taken, BATCH_CHARS):
+                    # (a skipped model's records are never spooled for the deferred pass, and in lanes the
+                    # deferred pass is the first to see the deferred models: each is reported once)
+                    if spec is None:
+                        self._skip_model(model, len(chunk), "siloport does not know this model", summary)
+                        continue
+                    if spec.scope not in self.options.scope.admits:
+                        self._skip_model(
+                            model,
+                            len(chunk),
+                            f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
+                            summary,
+                        )
+                        continue
+                    if spec.deferred == deferred:
+                        yield _Batch(spec, chunk)
+                    elif spool is not None:
+                        for record, _ordinal in chunk:
+                            spool.write(json.dumps(_spooled(record), separators=(",", ":")) + "\n")
 
     def _skip_model(self, model: str, count: int, reason: str, summary: ImportSummary) -> None:
         summary.models.setdefault(model, ModelStats()).skipped += count

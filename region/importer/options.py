@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 from shared.relocation.spec import ImportScope
 
-DEFAULT_BATCH_SIZE = 1000
+#: Instances per batch, unless their text reaches ``region.importer.engine.BATCH_CHARS`` first. Each batch
+#: costs a transaction, a commit, a record and (for control) a round trip of a few milliseconds: on the
+#: development machine 4,000 took 10-18% less time than 1,000 from 100,000 to 1,000,000 instances (2,000
+#: and 3,000 less, 6,000 no less), for about 55-75 MiB more of the importer's memory.
+DEFAULT_BATCH_SIZE = 4000
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,17 @@ class SpoolWriter:
                 chunks.setdefault(key, [])
                 sizes.setdefault(key, 0)
             chunk = chunks[key]
-            chunk.append((record.index, record.line, record.column, record.model, record.pk, record.fields))
+            chunk.append(
+                (
+                    record.index,
+                    record.line,
+                    record.column,
+                    record.model,
+                    record.pk,
+                    record.fields,
+                    record.size,
+                )
+            )
             size = sizes[key] = sizes[key] + record.size
             if len(chunk) == CHUNK or size >= CHUNK_BYTES:  # large records do not pile up in memory
                 self._dump(key, chunk)
@@ -147,5 +157,5 @@ def _read_file(part: SpoolPart, key: str) -> Iterator[Record]:
             (length,) = _LENGTH.unpack(header)
             # marshal.load on a file reads it in small pieces, ten times slower: a chunk at a time.
             chunk = marshal.loads(spooled.read(length))  # noqa: S302 - our own file, in our private directory
-            for index, line, column, model, pk, fields in chunk:
-                yield Record(index + offset, line, column, model, pk, fields)
+            for index, line, column, model, pk, fields, size in chunk:
+                yield Record(index + offset, line, column, model, pk, fields, size)

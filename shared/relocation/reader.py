@@ -233,7 +233,9 @@ class RecordReader:
                     index, line, column, model.lower(), pk, fields, size
                 )  # the usual record, checked
             else:
-                yield _record(value, index, line, column, source)
+                yield _record(
+                    value, index, line, column, source, size=cursor.chars_before + cursor.pos - start
+                )
             index += 1
             char, expect_more = _after_record(cursor, index - 1)
         trailing = cursor.skip_whitespace()
@@ -267,7 +269,7 @@ def _after_record(cursor: _Cursor, index: int) -> tuple[str, bool]:
     raise cursor.error(f"expected ',' or ']' after a record, found {char!r}", record=index)
 
 
-def _record(value: dict[str, Any], index: int, line: int, column: int, source: str) -> Record:
+def _record(value: dict[str, Any], index: int, line: int, column: int, source: str, *, size: int) -> Record:
     def bad(message: str) -> ExportFormatError:
         return ExportFormatError(source, line, column, message, record=index)
 
@@ -281,4 +283,4 @@ def _record(value: dict[str, Any], index: int, line: int, column: int, source: s
         raise bad(f"'pk' of {model} must be an integer, got {json.dumps(pk)}")
     if not isinstance(fields, dict):
         raise bad(f"'fields' of {model} pk {pk} must be an object")
-    return Record(index, line, column, model.lower(), pk, fields)
+    return Record(index, line, column, model.lower(), pk, fields, size)

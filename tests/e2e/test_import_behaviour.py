@@ -14,7 +14,10 @@ from sqlalchemy import select
 
 from control.db.models import IMPORT_CHUNKS as CONTROL_CHUNKS
 from region.db.models import IMPORT_CHUNKS as REGION_CHUNKS
+from region.importer.engine import BATCH_CHARS
+from region.importer.options import DEFAULT_BATCH_SIZE
 from shared.db.engine import make_engine
+from shared.rpc.server import MAX_MESSAGE_BYTES
 from tests.conftest import DatabaseFactory
 from tests.exports import generate, write_export
 from tests.helpers import Silos, running_silos
@@ -278,7 +281,15 @@ def test_resuming_with_other_options_is_refused(env: Env) -> None:
         "config", FIXTURES / "single-option.json", "--import-uuid", import_id, "--overwrite-configs"
     )
     assert again.returncode == 2
-    assert f"import {import_id} was started with other options" in again.stderr
+    assert (
+        f"import {import_id} was started with other options (overwrite_configs false then, true now)"
+        in again.stderr
+    )
+    other_size = env.run(
+        "config", FIXTURES / "single-option.json", "--import-uuid", import_id, "--batch-size", "7"
+    )
+    assert other_size.returncode == 2
+    assert f"(batch_size {DEFAULT_BATCH_SIZE} then, 7 now)" in other_size.stderr
 
 
 def test_strict_with_a_filter_imports_what_the_filter_keeps(env: Env) -> None:
@@ -286,4 +297,30 @@ def test_strict_with_a_filter_imports_what_the_filter_keeps(env: Env) -> None:
     state = env.ok("users", source, "--filter-usernames", "gen-user2@example.com", "--strict")
     assert sorted(state.entries["sentry.user"]) == [2]
     assert sorted(state.entries["sentry.useremail"]) == [2]
+    state.close()
+
+
+def test_a_batch_of_large_records_ends_before_it_outgrows_a_message(env: Env) -> None:
+    """24 user options of 3 MiB would be one message of 72 MiB at the default batch size, over gRPC's
+    limit of 64 MiB (MAX_MESSAGE_BYTES): a batch ends at the record whose text reaches BATCH_CHARS (8 MiB),
+    the third of each batch here."""
+    assert MAX_MESSAGE_BYTES < 24 * (3 << 20) and BATCH_CHARS == 8 << 20 and DEFAULT_BATCH_SIZE >= 24
+    large = "x" * (3 << 20)
+    records = [
+        {**record, "fields": {**record["fields"], "value": large}}
+        if record["model"] == "sentry.useroption"
+        else record
+        for record in generate(orgs=1, members=24)
+    ]
+    state = env.ok("users", write_export(env.workdir / "large-options.json", records))
+    assert len(state.entries["sentry.useroption"]) == 24
+    with state.control.connect() as connection:
+        batches = connection.execute(
+            select(CONTROL_CHUNKS.c.first_ordinal, CONTROL_CHUNKS.c.last_ordinal)
+            .where(CONTROL_CHUNKS.c.model == "sentry.useroption")
+            .order_by(CONTROL_CHUNKS.c.first_ordinal)
+        ).all()
+        values = connection.execute(select(TABLES["sentry.useroption"].c.value)).scalars().all()
+    assert [tuple(b) for b in batches] == [(first, first + 2) for first in range(1, 25, 3)]
+    assert {len(value) for value in values} == {len(large) + 2}  # stored as JSON text: quoted
     state.close()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from region.importer.engine import _within_chars
 from region.importer.pipeline import PreparedBatch, may_overlap
 from shared.relocation.batch import Batch, BatchOptions, Row
+from shared.relocation.reader import Record
 from shared.relocation.registry import REGISTRY
 from shared.relocation.spec import ImportScope
 
@@ -102,3 +104,16 @@ def test_batches_keeping_their_pks_never_overlap() -> None:
     other = prepared("sentry.user", {"username": "bob"}, first=2)
     assert not may_overlap(kept, other)
     assert not may_overlap(other, kept)
+
+
+def test_a_batch_ends_at_the_record_whose_text_reaches_the_limit() -> None:
+    def taken(*sizes: int) -> list[tuple[Record, int]]:
+        return [(Record(i, 1, 1, "sentry.user", i, {}, size), i + 1) for i, size in enumerate(sizes)]
+
+    def parts(records: list[tuple[Record, int]], chars: int) -> list[list[int]]:
+        return [[record.pk for record, _ordinal in part] for part in _within_chars(records, chars)]
+
+    assert parts(taken(3, 3, 3), 10) == [[0, 1, 2]]
+    assert parts(taken(3, 3, 4, 9, 1, 1), 10) == [[0, 1, 2], [3, 4], [5]]
+    assert parts(taken(12, 1), 10) == [[0], [1]]  # a record larger than the limit is a batch of its own
+    assert parts(taken(0, 0), 10) == [[0, 1]]  # records of unknown size: the batch size alone decides
