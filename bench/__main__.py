@@ -484,7 +484,7 @@ def summary(results: list[Figures]) -> None:
     if repeated:
         print("\n== medians (ranges) over the runs; each run's ratio uses the COPY timed right after it")
         print(f"   {'instances':>10} {'mode':<15} {'runs':>4} {'wall s':>8} {'range':>11} {'COPY s':>7} "
-              f"{'ratio':>6} {'range':>11} {'importer MiB':>12}")  # fmt: skip
+              f"{'ratio':>6} {'range':>11} {'max MiB':>12}")  # fmt: skip
         for m in found:
             walls = f"{m.wall_range[0]:.1f}-{m.wall_range[1]:.1f}"
             ratios = f"{m.ratio_range[0]:.1f}-{m.ratio_range[1]:.1f}x"

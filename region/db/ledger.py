@@ -17,8 +17,7 @@ class SqlImportLedger:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def begin(self, options: ImportOptions, digest: str) -> bool:
-        fingerprint = options.fingerprint()
+    def begin(self, options: ImportOptions, digest: str) -> tuple[bool, ImportOptions]:
         with self._sessions.begin() as session:
             record = session.get(RegionImport, options.import_id)
             if record is None:
@@ -26,12 +25,14 @@ class SqlImportLedger:
                     RegionImport(
                         import_id=options.import_id,
                         scope=options.scope.value,
-                        options=fingerprint,
+                        options=options.fingerprint(),
                         source_digest=digest,
                         status="running",
                     )
                 )
-                return False
+                return False, options
+            options = options.resuming(record.options)
+            fingerprint = options.fingerprint()
             if record.options != fingerprint:
                 differences = _differences(record.options, fingerprint)
                 raise OptionsMismatch(
@@ -47,7 +48,7 @@ class SqlImportLedger:
                     )
                 record.source_digest = digest
             record.status = "running"
-            return True
+            return True, options
 
     def finish(self, import_id: str, summary: Mapping[str, object]) -> None:
         with self._sessions.begin() as session:
@@ -73,8 +74,12 @@ def _differences(started: str, now: str) -> str:
         return started
     if not isinstance(before, dict) or not isinstance(after, dict):
         return started
+
+    def shown(options: dict[str, object], key: str) -> str:
+        return json.dumps(options[key]) if key in options else "not set"
+
     changed = [
-        f"{key} {json.dumps(before.get(key))} then, {json.dumps(after.get(key))} now"
+        f"{key} {shown(before, key)} then, {shown(after, key)} now"
         for key in sorted(before.keys() | after.keys())
         if before.get(key) != after.get(key)
     ]

@@ -117,28 +117,23 @@ class _Batch:
 
 #: Most batches being written at once (in each lane).
 MAX_IN_FLIGHT = 2
-#: A batch ends early once its records' JSON text reaches this many characters, so that a batch of
-#: large records stays well within a message's limit (``shared.rpc.server.MAX_MESSAGE_BYTES``: 64 MiB,
-#: at most 4 bytes a character) and in memory. Usual records are a few hundred characters: a batch of
-#: them ends at the batch size.
-BATCH_CHARS = 8 << 20
 
 
-def _within_chars(records: list[tuple[Record, int]], chars: int) -> Iterator[list[tuple[Record, int]]]:
-    """``records`` in consecutive parts, each ending at the record whose text makes it reach ``chars``
-    characters (the JSON text as the reader measured it; the same whether records come from the export
-    or the check pass's files, so a resumed import finds the same batches)."""
-    if sum(record.size for record, _ordinal in records) < chars:
-        yield records
+def _within_chars(records: list[tuple[Record, int]], chars: int | None) -> Iterator[list[tuple[Record, int]]]:
+    """``records`` in consecutive parts whose JSON text comes to at most ``chars`` characters each (a
+    record larger than that is a part of its own; None: no bound). The sizes are the reader's, the same
+    whether records come from the export or from the check pass's files, so a resumed import finds the
+    same batches on either path."""
+    if chars is None or sum(record.size for record, _ordinal in records) <= chars:
+        yield records  # the usual case: no record is looked at twice
         return
     start, total = 0, 0
     for position, (record, _ordinal) in enumerate(records):
+        if total + record.size > chars and position > start:
+            yield records[start:position]
+            start, total = position, 0
         total += record.size
-        if total >= chars:
-            yield records[start : position + 1]
-            start, total = position + 1, 0
-    if start < len(records):
-        yield records[start:]
+    yield records[start:]
 
 
 @functools.cache
@@ -184,7 +179,8 @@ class ImportEngine:
         self._tally = threading.Lock()
 
     def run(self, scan: Scan) -> ImportSummary:
-        resumed = self._ledger.begin(self.options, scan.digest)
+        # A resumed import runs with the batching it began with (``ImportOptions.resuming``).
+        resumed, self.options = self._ledger.begin(self.options, scan.digest)
         self._fresh = not resumed
         summary = ImportSummary(self.options.import_id, resumed, scan.records)
         self._progress.start(
@@ -404,7 +400,7 @@ class ImportEngine:
         for (model, _run), run in itertools.groupby(numbered(), key=run_of):
             spec = lookup(model)
             while taken := list(itertools.islice(run, self.options.batch_size)):
-                for chunk in _within_chars(taken, BATCH_CHARS):
+                for chunk in _within_chars(taken, self.options.batch_chars):
                     # (a skipped model's records are never spooled for the deferred pass, and in lanes the
                     # deferred pass is the first to see the deferred models: each is reported once)
                     if spec is None:

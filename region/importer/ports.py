@@ -29,8 +29,10 @@ class Writer(Protocol):
 class Ledger(Protocol):
     """The region's record of imports."""
 
-    def begin(self, options: ImportOptions, digest: str) -> bool:
-        """Start or resume an import; True when resuming. Refuses other options than the first run's."""
+    def begin(self, options: ImportOptions, digest: str) -> tuple[bool, ImportOptions]:
+        """Start or resume an import: whether it resumes, and the options it runs with (a resumed one
+        with the batching of its first run, ``ImportOptions.resuming``). Refuses other options than
+        the first run's."""
         ...
 
     def finish(self, import_id: str, summary: Mapping[str, object]) -> None: ...

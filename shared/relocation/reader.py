@@ -221,6 +221,7 @@ class RecordReader:
             start = cursor.chars_before + cursor.pos  # the window may move while the value is decoded
             value, cursor.pos = _decode_value(cursor, index)
             model, pk, fields = value.get("model"), value.get("pk"), value.get("fields")
+            size = cursor.chars_before + cursor.pos - start
             if (
                 len(value) == 3
                 and type(model) is str
@@ -228,14 +229,11 @@ class RecordReader:
                 and type(fields) is dict
                 and "." in model
             ):
-                size = cursor.chars_before + cursor.pos - start
                 yield Record(
                     index, line, column, model.lower(), pk, fields, size
                 )  # the usual record, checked
             else:
-                yield _record(
-                    value, index, line, column, source, size=cursor.chars_before + cursor.pos - start
-                )
+                yield _record(value, index, line, column, source, size=size)
             index += 1
             char, expect_more = _after_record(cursor, index - 1)
         trailing = cursor.skip_whitespace()

@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from control.db.models import IMPORT_CHUNKS as CONTROL_CHUNKS
 from region.db.models import IMPORT_CHUNKS as REGION_CHUNKS
-from region.importer.engine import BATCH_CHARS
-from region.importer.options import DEFAULT_BATCH_SIZE
+from region.importer.options import BATCH_CHARS, DEFAULT_BATCH_SIZE
 from shared.db.engine import make_engine
 from shared.rpc.server import MAX_MESSAGE_BYTES
 from tests.conftest import DatabaseFactory
@@ -302,8 +301,8 @@ def test_strict_with_a_filter_imports_what_the_filter_keeps(env: Env) -> None:
 
 def test_a_batch_of_large_records_ends_before_it_outgrows_a_message(env: Env) -> None:
     """24 user options of 3 MiB would be one message of 72 MiB at the default batch size, over gRPC's
-    limit of 64 MiB (MAX_MESSAGE_BYTES): a batch ends at the record whose text reaches BATCH_CHARS (8 MiB),
-    the third of each batch here."""
+    limit of 64 MiB (MAX_MESSAGE_BYTES): a batch ends before the record that would take its text past
+    BATCH_CHARS (8 MiB), two options a batch here."""
     assert MAX_MESSAGE_BYTES < 24 * (3 << 20) and BATCH_CHARS == 8 << 20 and DEFAULT_BATCH_SIZE >= 24
     large = "x" * (3 << 20)
     records = [
@@ -321,6 +320,6 @@ def test_a_batch_of_large_records_ends_before_it_outgrows_a_message(env: Env) ->
             .order_by(CONTROL_CHUNKS.c.first_ordinal)
         ).all()
         values = connection.execute(select(TABLES["sentry.useroption"].c.value)).scalars().all()
-    assert [tuple(b) for b in batches] == [(first, first + 2) for first in range(1, 25, 3)]
+    assert [tuple(b) for b in batches] == [(first, first + 1) for first in range(1, 25, 2)]
     assert {len(value) for value in values} == {len(large) + 2}  # stored as JSON text: quoted
     state.close()

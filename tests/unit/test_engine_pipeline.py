@@ -106,14 +106,16 @@ def test_batches_keeping_their_pks_never_overlap() -> None:
     assert not may_overlap(other, kept)
 
 
-def test_a_batch_ends_at_the_record_whose_text_reaches_the_limit() -> None:
+def test_a_batch_ends_before_the_record_whose_text_would_pass_the_limit() -> None:
     def taken(*sizes: int) -> list[tuple[Record, int]]:
         return [(Record(i, 1, 1, "sentry.user", i, {}, size), i + 1) for i, size in enumerate(sizes)]
 
-    def parts(records: list[tuple[Record, int]], chars: int) -> list[list[int]]:
+    def parts(records: list[tuple[Record, int]], chars: int | None) -> list[list[int]]:
         return [[record.pk for record, _ordinal in part] for part in _within_chars(records, chars)]
 
-    assert parts(taken(3, 3, 3), 10) == [[0, 1, 2]]
+    assert parts(taken(3, 3, 4), 10) == [[0, 1, 2]]  # exactly the limit
     assert parts(taken(3, 3, 4, 9, 1, 1), 10) == [[0, 1, 2], [3, 4], [5]]
-    assert parts(taken(12, 1), 10) == [[0], [1]]  # a record larger than the limit is a batch of its own
+    assert parts(taken(6, 6), 10) == [[0], [1]]  # ends before the record that would pass the limit
+    assert parts(taken(1, 12, 1), 10) == [[0], [1], [2]]  # a larger record is a batch of its own
     assert parts(taken(0, 0), 10) == [[0, 1]]  # records of unknown size: the batch size alone decides
+    assert parts(taken(6, 6), None) == [[0, 1]]  # no bound (an import begun before there was one)

@@ -5,6 +5,7 @@ tests run it against real ones)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from region.importer.lanes import (
     lane_of,
     spool_key,
 )
-from region.importer.options import ImportOptions
+from region.importer.options import BATCH_CHARS, ImportOptions
 from region.importer.scan import Scan, scan_file
 from shared.relocation.batch import Batch, BatchResult, Entry
 from shared.relocation.findings import FindingsLog
@@ -176,8 +177,8 @@ class StandInLedger:
         self.finished = False
         self.failed = False
 
-    def begin(self, options: ImportOptions, digest: str) -> bool:
-        return False
+    def begin(self, options: ImportOptions, digest: str) -> tuple[bool, ImportOptions]:
+        return False, options
 
     def finish(self, import_id: str, summary: Mapping[str, object]) -> None:
         self.finished = True
@@ -339,10 +340,14 @@ def test_a_failure_in_the_region_s_lane_stops_control_s_before_its_next_batch(tm
     assert len(control_batches) < user_batches  # stopped long before its users were all written
 
 
-def test_a_model_listed_in_several_runs_is_batched_as_a_pass_in_file_order_would(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chars", [BATCH_CHARS, 1000, 400, 150])
+def test_a_model_listed_in_several_runs_is_batched_as_a_pass_in_file_order_would(
+    tmp_path: Path, chars: int
+) -> None:
     """A resumed import finds a batch's record by the model and first ordinal, so the lanes (reading a
     model's records from one file) must end a batch where the export listed other records in between,
-    as the pass in file order (and a run that had no spool) does."""
+    as the pass in file order (and a run that had no spool) does; and where a batch's text would pass
+    its bound (``batch_chars``, small here so that batches of three split), on both paths alike."""
     records = list(generate(orgs=8, members=3, teams=2, projects=2))
 
     def interleaved(first: str, second: str, cut_first: int, cut_second: int) -> None:
@@ -356,9 +361,11 @@ def test_a_model_listed_in_several_runs_is_batched_as_a_pass_in_file_order_would
     interleaved("sentry.projectkey", "sentry.projectteam", 5, 7)  # two models of the region's lane
     interleaved("sentry.useroption", "sentry.projectoption", 10, 4)  # control's with the region's
     source = write_export(tmp_path / "export.json", records)
-    options = ImportOptions(scope=ImportScope.ORGANIZATIONS, import_id=IMPORT_ID, batch_size=3)
+    options = ImportOptions(
+        scope=ImportScope.ORGANIZATIONS, import_id=IMPORT_ID, batch_size=3, batch_chars=chars
+    )
 
-    def batches(spool_dir: Path | None) -> list[tuple[str, int, int]]:
+    def batches(spool_dir: Path | None, options: ImportOptions = options) -> list[tuple[str, int, int]]:
         log = Log()
         scan = scan_file(source, "export.json", options, spool_dir=spool_dir)
         assert (scan.spool is not None) == (spool_dir is not None)
@@ -382,6 +389,13 @@ def test_a_model_listed_in_several_runs_is_batched_as_a_pass_in_file_order_would
     (tmp_path / "spool").mkdir()
     in_lanes = batches(tmp_path / "spool")
     assert in_lanes == batches(None)
+    if chars < BATCH_CHARS:  # the same instances, in more batches than the batch size alone makes
+        unbounded = batches(None, dataclasses.replace(options, batch_chars=BATCH_CHARS))
+        assert sum(rows for *_, rows in in_lanes) == sum(rows for *_, rows in unbounded)
+        assert len(in_lanes) > len(unbounded)
+        if chars < 400:  # every record of the generator's is longer than half of that: a batch each
+            assert {rows for *_, rows in in_lanes} == {1}
+        return
     # The runs split the batches: #1-#3 and #4-#5 of the project keys, then #6 on after the project
     # teams in between; #10 of the user options alone before the project options in between.
     assert ("sentry.projectkey", 4, 2) in in_lanes and ("sentry.projectkey", 6, 3) in in_lanes
