@@ -57,10 +57,15 @@ def scope_filters(args: argparse.Namespace, verb: str) -> ScopeFilters:
     return ScopeFilters(scope, split(args.filter_usernames), split(args.filter_org_slugs))
 
 
+def control_address(args: argparse.Namespace) -> str | None:
+    """The control silo's address the flags or the environment give (None: none is given)."""
+    return getattr(args, "control_address", None) or env_default("SILOPORT_CONTROL_ADDRESS")
+
+
 def control_or_local(args: argparse.Namespace, stack: ExitStack) -> None:
     """Use the control silo the flags or environment name; with none, start the embedded default (a
     local control silo and region on SQLite) for the length of ``stack`` and point ``args`` at it."""
-    if args.control_address or env_default("SILOPORT_CONTROL_ADDRESS"):
+    if control_address(args):
         return
     from shared.launcher import LocalSilos  # noqa: PLC0415 - see the imports
 
@@ -70,7 +75,7 @@ def control_or_local(args: argparse.Namespace, stack: ExitStack) -> None:
 
 
 def settings_from(args: argparse.Namespace, *, migrate: bool = True) -> RegionSettings:
-    control = getattr(args, "control_address", None) or env_default("SILOPORT_CONTROL_ADDRESS")
+    control = control_address(args)
     if control:
         parse_address(control, what="--control-address")
     return RegionSettings(

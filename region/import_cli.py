@@ -12,12 +12,18 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from region.cli import add_region_database_arguments, control_or_local, scope_filters, settings_from
+from region.cli import (
+    add_region_database_arguments,
+    control_address,
+    control_or_local,
+    scope_filters,
+    settings_from,
+)
 from region.importer.console import ConsoleProgress, print_summary
 from region.importer.errors import NotAnExport
 from region.importer.options import BATCH_CHARS, DEFAULT_BATCH_SIZE, ImportOptions
 from region.importer.scan import Scan, scan_file
-from shared.cli import CliError, add_rpc_arguments, env_default
+from shared.cli import CliError, add_rpc_arguments
 from shared.config import data_dir
 from shared.errors import SharedError
 from shared.gc_tuning import tune_for_bulk_work
@@ -186,10 +192,10 @@ def _import(
         meanwhile=None if warm_up.done else warm_up,
         meanwhile_bytes=WARM_UP_BYTES,
     )
-    control_address = args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")
+    given = control_address(args)
     target = (
-        f"region {args.name!r} (control at {control_address})"
-        if control_address
+        f"region {args.name!r} (control at {given})"
+        if given
         else (f"the embedded default under {data_dir()} (region {args.name!r})")
     )
     if not _confirm(args, scan, options, target):
@@ -234,7 +240,7 @@ class _WarmUp:
         from shared.db.engine import backend_of  # noqa: PLC0415
 
         args = self._args
-        if not (args.control_address or env_default("SILOPORT_CONTROL_ADDRESS")):
+        if not control_address(args):
             return  # the embedded default (SQLite) delivers in the importer
         settings = settings_from(args)
         if backend_of(settings.db_url) != "postgresql":

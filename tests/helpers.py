@@ -11,10 +11,13 @@ from typing import TypeVar
 
 import grpc
 import pytest
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Engine, insert
 
 from region.db.models import RELOCATION_TABLES
+from region.db.schema import MIGRATIONS
+from region.rpc.control_client import GrpcControlClient
 from shared.config import RpcSettings
+from shared.db.engine import make_engine
 from shared.launcher import SiloProcess, free_port
 from shared.rpc.client import PeerClient
 from shared.rpc.errors import RemoteError
@@ -68,6 +71,14 @@ def start_control(
     if regions:
         args += ["--region-addresses", regions]
     return SiloProcess.start("control", args, log_path=logs / "control.log")
+
+
+def region_beside(control: SiloProcess, region_db: str) -> tuple[Engine, GrpcControlClient]:
+    """A migrated region database's engine and a client of ``control``, as an import in that region has
+    them (the caller disposes of the one and closes the other)."""
+    region = make_engine(region_db)
+    MIGRATIONS.upgrade(region)
+    return region, GrpcControlClient(control.address, settings=rpc())
 
 
 def start_region(

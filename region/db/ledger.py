@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from region.db.models import RegionImport
 from region.importer.errors import OptionsMismatch, SourceChanged
-from region.importer.options import ImportOptions
+from region.importer.options import ImportOptions, differences
 
 
 class SqlImportLedger:
@@ -34,9 +34,9 @@ class SqlImportLedger:
             options = options.resuming(record.options)
             fingerprint = options.fingerprint()
             if record.options != fingerprint:
-                differences = _differences(record.options, fingerprint)
+                changed = differences(record.options, fingerprint)
                 raise OptionsMismatch(
-                    f"import {options.import_id} was started with other options ({differences}); "
+                    f"import {options.import_id} was started with other options ({changed}); "
                     "a resumed import must use the same scope, flags, filters and batch size"
                 )
             if record.source_digest != digest:
@@ -62,25 +62,3 @@ class SqlImportLedger:
             record = session.get(RegionImport, import_id)
             if record is not None:
                 record.status = "failed"
-
-
-def _differences(started: str, now: str) -> str:
-    """What differs between two option fingerprints, in words ("batch_size 1000 then, 4000 now": the
-    default batch size may have changed since the import started); the recorded text where it is not a
-    fingerprint of this version."""
-    try:
-        before, after = json.loads(started), json.loads(now)
-    except ValueError:
-        return started
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return started
-
-    def shown(options: dict[str, object], key: str) -> str:
-        return json.dumps(options[key]) if key in options else "not set"
-
-    changed = [
-        f"{key} {shown(before, key)} then, {shown(after, key)} now"
-        for key in sorted(before.keys() | after.keys())
-        if before.get(key) != after.get(key)
-    ]
-    return "; ".join(changed) or started

@@ -119,21 +119,24 @@ class _Batch:
 MAX_IN_FLIGHT = 2
 
 
-def _within_chars(records: list[tuple[Record, int]], chars: int | None) -> Iterator[list[tuple[Record, int]]]:
-    """``records`` in consecutive parts whose JSON text comes to at most ``chars`` characters each (a
-    record larger than that is a part of its own; None: no bound). The sizes are the reader's, the same
-    whether records come from the export or from the check pass's files, so a resumed import finds the
-    same batches on either path."""
-    if chars is None or sum(record.size for record, _ordinal in records) <= chars:
-        yield records  # the usual case: no record is looked at twice
-        return
-    start, total = 0, 0
-    for position, (record, _ordinal) in enumerate(records):
-        if total + record.size > chars and position > start:
-            yield records[start:position]
-            start, total = position, 0
-        total += record.size
-    yield records[start:]
+def _parts(
+    run: Iterator[tuple[Record, int]], count: int, chars: int | None
+) -> Iterator[list[tuple[Record, int]]]:
+    """``run`` in consecutive batches of at most ``count`` records whose JSON text comes to at most
+    ``chars`` characters (a record larger than that is a batch of its own; None: no such bound). The
+    sizes are the reader's, the same whether records come from the export or from the check pass's
+    files, so a resumed import finds the same batches on either path."""
+    while taken := list(itertools.islice(run, count)):
+        if chars is None or sum(record.size for record, _ordinal in taken) <= chars:
+            yield taken  # the usual case: no record is looked at twice
+            continue
+        start, total = 0, 0
+        for position, (record, _ordinal) in enumerate(taken):
+            if total + record.size > chars and position > start:
+                yield taken[start:position]
+                start, total = position, 0
+            total += record.size
+        yield taken[start:]
 
 
 @functools.cache
@@ -399,26 +402,25 @@ class ImportEngine:
 
         for (model, _run), run in itertools.groupby(numbered(), key=run_of):
             spec = lookup(model)
-            while taken := list(itertools.islice(run, self.options.batch_size)):
-                for chunk in _within_chars(taken, self.options.batch_chars):
-                    # (a skipped model's records are never spooled for the deferred pass, and in lanes the
-                    # deferred pass is the first to see the deferred models: each is reported once)
-                    if spec is None:
-                        self._skip_model(model, len(chunk), "siloport does not know this model", summary)
-                        continue
-                    if spec.scope not in self.options.scope.admits:
-                        self._skip_model(
-                            model,
-                            len(chunk),
-                            f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
-                            summary,
-                        )
-                        continue
-                    if spec.deferred == deferred:
-                        yield _Batch(spec, chunk)
-                    elif spool is not None:
-                        for record, _ordinal in chunk:
-                            spool.write(json.dumps(_spooled(record), separators=(",", ":")) + "\n")
+            for chunk in _parts(run, self.options.batch_size, self.options.batch_chars):
+                # (a skipped model's records are never spooled for the deferred pass, and in lanes the
+                # deferred pass is the first to see the deferred models: each is reported once)
+                if spec is None:
+                    self._skip_model(model, len(chunk), "siloport does not know this model", summary)
+                    continue
+                if spec.scope not in self.options.scope.admits:
+                    self._skip_model(
+                        model,
+                        len(chunk),
+                        f"{spec.scope.value} data is outside the {self.options.scope.value} scope",
+                        summary,
+                    )
+                    continue
+                if spec.deferred == deferred:
+                    yield _Batch(spec, chunk)
+                elif spool is not None:
+                    for record, _ordinal in chunk:
+                        spool.write(json.dumps(_spooled(record), separators=(",", ":")) + "\n")
 
     def _skip_model(self, model: str, count: int, reason: str, summary: ImportSummary) -> None:
         summary.models.setdefault(model, ModelStats()).skipped += count

@@ -77,14 +77,38 @@ class ImportOptions:
         with the batching it began with, so that its batches are the first run's (the default batch
         size, or the bound on a batch's text, may have changed since); the batch size only where the
         operator did not choose one. Where ``recorded`` is not a fingerprint, as they are."""
-        try:
-            first = json.loads(recorded)
-        except ValueError:
-            return self
-        if not isinstance(first, dict):
+        first = _fields(recorded)
+        if first is None:
             return self
         size = self.batch_size if self.batch_size_chosen else first.get("batch_size")
         chars = first.get("batch_chars")
         if type(size) is not int or size < 1 or not (chars is None or (type(chars) is int and chars > 0)):
             return self
         return dataclasses.replace(self, batch_size=size, batch_chars=chars)
+
+
+def differences(started: str, now: str) -> str:
+    """What differs between two option fingerprints, in words ("merge_users false then, true now"); the
+    recorded text where either is not a fingerprint."""
+    before, after = _fields(started), _fields(now)
+    if before is None or after is None:
+        return started
+
+    def shown(options: dict[str, object], key: str) -> str:
+        return json.dumps(options[key]) if key in options else "not set"
+
+    changed = [
+        f"{key} {shown(before, key)} then, {shown(after, key)} now"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+    return "; ".join(changed) or started
+
+
+def _fields(fingerprint: str) -> dict[str, object] | None:
+    """The options a fingerprint (``ImportOptions.fingerprint``) holds, or None where it is not one."""
+    try:
+        fields = json.loads(fingerprint)
+    except ValueError:
+        return None
+    return fields if isinstance(fields, dict) else None

@@ -37,7 +37,7 @@ from shared.relocation.batch import Batch, BatchOptions
 from shared.relocation.spec import ImportScope
 from tests.conftest import PostgresServer
 from tests.exports import generate, write_export
-from tests.helpers import rpc, start_control
+from tests.helpers import region_beside, rpc, start_control
 from tests.integration.test_member_delivery import rows_of
 
 
@@ -67,9 +67,7 @@ def outbox_writer(region: Engine, service: OrganizationService, delivery: Backgr
 def test_members_reach_control_through_the_delivery_process(postgres: PostgresServer, tmp_path: Path) -> None:
     control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
     control = start_control(control_db, tmp_path)
-    region = make_engine(region_db)
-    MIGRATIONS.upgrade(region)
-    client = GrpcControlClient(control.address, settings=rpc())
+    region, client = region_beside(control, region_db)
     remote = DeliveryProcess(
         RegionSettings(name="eu", db_url=region_db, control_address=control.address, rpc=rpc())
     )
@@ -137,6 +135,22 @@ def test_members_reach_control_through_the_delivery_process(postgres: PostgresSe
         region.dispose()
 
 
+def write_two_organizations(writer: BatchWriter) -> dict[int, int]:
+    """Two organizations, then their five members each, as an import's batches write them; the
+    organizations' new pks by their export pks."""
+    options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
+    records = list(generate(orgs=2, members=5, teams=1, projects=1))
+    organizations = writer.write(
+        Batch("sentry.organization", 1, rows_of("sentry.organization", records), options)
+    ).entries
+    new_pks = {e.old_pk: e.new_pk for e in organizations}
+    members = rows_of("sentry.organizationmember", records, inviter_id=None)
+    for row in members:
+        row.values["organization"] = new_pks[row.values["organization"]]
+    writer.write(Batch("sentry.organizationmember", 1, tuple(members), options))
+    return new_pks
+
+
 def early_fork_main() -> None:
     """Run by the test below in a fresh interpreter (argv: control address, region database URL): start
     the delivery process first, as the import CLI does before its check pass, then write two
@@ -151,14 +165,7 @@ def early_fork_main() -> None:
     service = OrganizationService(region, client, region_name="eu")
     delivery = BackgroundDelivery(service.outbox, service.handle, drain=remote.drain)
     writer = outbox_writer(region, service, delivery)
-    options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
-    records = list(generate(orgs=2, members=5, teams=1, projects=1))
-    entries = writer.write(Batch("sentry.organization", 1, rows_of("sentry.organization", records), options))
-    new_pks = {e.old_pk: e.new_pk for e in entries.entries}
-    members = rows_of("sentry.organizationmember", records, inviter_id=None)
-    for row in members:
-        row.values["organization"] = new_pks[row.values["organization"]]
-    writer.write(Batch("sentry.organizationmember", 1, tuple(members), options))
+    write_two_organizations(writer)
     settled = delivery.settle(30)
     child = remote._process
     print(json.dumps([remote.method, settled and delivery.delivered, child and child.pid, os.getpid()]))
@@ -175,9 +182,7 @@ def test_what_the_deliveries_left_reaches_control_at_the_end_of_the_import(
     last step (``ImportSlugs.deliver_rest``) takes them to control, so it still ends up to date."""
     control_db, region_db = postgres.create_database("control"), postgres.create_database("region")
     control = start_control(control_db, tmp_path)
-    region = make_engine(region_db)
-    MIGRATIONS.upgrade(region)
-    client = GrpcControlClient(control.address, settings=rpc())
+    region, client = region_beside(control, region_db)
     try:
         control.wait_healthy()
         service = OrganizationService(region, client, region_name="eu")
@@ -187,16 +192,7 @@ def test_what_the_deliveries_left_reaches_control_at_the_end_of_the_import(
 
         delivery = BackgroundDelivery(service.outbox, service.handle, drain=failing)
         writer = outbox_writer(region, service, delivery)
-        options = BatchOptions(import_id=str(uuid.uuid4()), scope=ImportScope.ORGANIZATIONS)
-        records = list(generate(orgs=2, members=5, teams=1, projects=1))
-        organizations = writer.write(
-            Batch("sentry.organization", 1, rows_of("sentry.organization", records), options)
-        ).entries
-        new_pks = {e.old_pk: e.new_pk for e in organizations}
-        members = rows_of("sentry.organizationmember", records, inviter_id=None)
-        for row in members:
-            row.values["organization"] = new_pks[row.values["organization"]]
-        writer.write(Batch("sentry.organizationmember", 1, tuple(members), options))
+        new_pks = write_two_organizations(writer)
         assert delivery.close(30)
         assert control_copies(control_db) == set()  # nothing got through
         with region.connect() as connection:

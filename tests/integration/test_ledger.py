@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from region.db.ledger import SqlImportLedger
 from region.db.models import RegionBase, RegionImport
 from region.importer.errors import OptionsMismatch
-from region.importer.options import BATCH_CHARS, DEFAULT_BATCH_SIZE, ImportOptions
+from region.importer.options import BATCH_CHARS, DEFAULT_BATCH_SIZE, ImportOptions, differences
 from shared.db.engine import make_engine
 from shared.relocation.spec import ImportScope
 
@@ -72,7 +72,5 @@ def test_an_import_begun_before_the_bound_on_a_batch_s_text_resumes_without_it(
 
 
 def test_what_differs_names_options_a_fingerprint_does_not_hold() -> None:
-    from region.db.ledger import _differences  # noqa: PLC0415 - the helper under test
-
-    assert _differences('{"a": 1}', '{"a": 1, "row_by_row": true}') == "row_by_row not set then, true now"
-    assert _differences("not json", '{"a": 1}') == "not json"
+    assert differences('{"a": 1}', '{"a": 1, "row_by_row": true}') == "row_by_row not set then, true now"
+    assert differences("not json", '{"a": 1}') == "not json"

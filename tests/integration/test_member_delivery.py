@@ -13,16 +13,14 @@ from sqlalchemy import select
 from control.db.models import OrganizationMemberMapping
 from region import organizations
 from region.db.models import IMPORT_CHUNKS, RELOCATION_TABLES
-from region.db.schema import MIGRATIONS
 from region.organizations import OrganizationService, organization_shard, produce_outbox
-from region.rpc.control_client import GrpcControlClient
 from shared.db.engine import make_engine
 from shared.db.relocation_writer import BatchWriter
 from shared.relocation.batch import Batch, BatchOptions, Row
 from shared.relocation.spec import ImportScope
 from tests.conftest import DatabaseFactory
 from tests.exports import generate
-from tests.helpers import rpc, start_control
+from tests.helpers import region_beside, start_control
 
 
 def rows_of(model: str, records: list[dict[str, Any]], **replace: Any) -> tuple[Row, ...]:
@@ -36,9 +34,7 @@ def test_listed_members_reach_control_in_several_calls(
     monkeypatch.setattr(organizations, "PER_CALL", 3)  # 7 members of one organization: 3 calls
     control_db, region_db = make_database("control"), make_database("region")
     control = start_control(control_db, tmp_path)
-    region = make_engine(region_db)
-    MIGRATIONS.upgrade(region)
-    client = GrpcControlClient(control.address, settings=rpc())
+    region, client = region_beside(control, region_db)
     try:
         control.wait_healthy()
         service = OrganizationService(region, client, region_name="eu")

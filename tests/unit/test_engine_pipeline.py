@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from region.importer.engine import _within_chars
+from region.importer.engine import _parts
 from region.importer.pipeline import PreparedBatch, may_overlap
 from shared.relocation.batch import Batch, BatchOptions, Row
 from shared.relocation.reader import Record
@@ -111,7 +111,10 @@ def test_a_batch_ends_before_the_record_whose_text_would_pass_the_limit() -> Non
         return [(Record(i, 1, 1, "sentry.user", i, {}, size), i + 1) for i, size in enumerate(sizes)]
 
     def parts(records: list[tuple[Record, int]], chars: int | None) -> list[list[int]]:
-        return [[record.pk for record, _ordinal in part] for part in _within_chars(records, chars)]
+        # a batch size that takes them all: the text alone ends a batch
+        return [
+            [record.pk for record, _ordinal in part] for part in _parts(iter(records), len(records), chars)
+        ]
 
     assert parts(taken(3, 3, 4), 10) == [[0, 1, 2]]  # exactly the limit
     assert parts(taken(3, 3, 4, 9, 1, 1), 10) == [[0, 1, 2], [3, 4], [5]]
